@@ -1,0 +1,65 @@
+"""The ``falcon`` command: one Typer sub-app per domain, composed here.
+
+Commands parse, call, render. Data goes to stdout, diagnostics to stderr.
+:func:`run` is the one place a ``FalconError`` becomes a message on stderr and
+an exit code; the sub-apps never call ``sys.exit`` themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from falcon_platform import __version__
+from falcon_platform.cli import (
+    alerts_cli,
+    config_cli,
+    db_cli,
+    model_cli,
+    render_cli,
+    runtime_cli,
+)
+from falcon_platform.errors import FalconError
+
+app = typer.Typer(
+    name="falcon",
+    help="Falcon: serve a model, keep it alive, make every change safe.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(model_cli.app, name="model")
+app.add_typer(config_cli.app, name="config")
+app.add_typer(db_cli.app, name="db")
+app.add_typer(render_cli.app, name="render")
+runtime_cli.register(app)
+alerts_cli.register(app)
+
+
+@app.command()
+def version() -> None:
+    """Print Falcon's version."""
+    typer.echo(__version__)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: translate errors into stderr messages and exit codes."""
+    stderr = Console(stderr=True)
+    try:
+        app(args=argv, standalone_mode=False)
+    except FalconError as exc:
+        stderr.print(f"[bold red]error:[/] {exc.detail}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,162 @@
+"""The spec file (``falcon.yaml``): what an operator decides, validated by pydantic.
+
+One spec renders Prometheus rules, the Grafana dashboard and Kubernetes/Argo
+manifests, and configures the local supervisor's alert evaluator and canary
+judge, so the single-machine and cluster modes cannot drift apart.
+
+Durations are written as Prometheus writes them (``500ms``, ``30s``, ``5m``,
+``1h``, ``3d``) or as a number of seconds, and are held as float seconds.
+Unknown keys are errors (``extra="forbid"``); ``config.specfile`` turns them
+into messages that suggest the closest valid key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"5m"`` -> 300.0; numbers are seconds. Raises ValueError with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration {value!r} is negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"invalid duration {value!r}: write e.g. '500ms', '30s', '5m', '1h' or '3d'")
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of :func:`parse_duration` in Prometheus form: 300.0 -> ``"5m"``."""
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SLOSpec(_Section):
+    """Service level objectives; defaults are the seed postmortem's."""
+
+    availability: float = Field(default=0.999, gt=0, lt=1, description="Fraction of non-5xx requests.")
+    error_rate: float = Field(default=0.001, gt=0, lt=1, description="Error-rate objective.")
+    latency_p95_ms: float = Field(default=500, gt=0)
+    latency_target: float = Field(default=0.95, gt=0, lt=1, description="Share of requests under latency_p95_ms.")
+    window: Duration = Field(default=30 * 86400.0, description="Objective window.")
+
+
+class WorkerSpec(_Section):
+    memory_limit_mb: int = Field(default=512, ge=0, description="0 turns the limit off (refused in prod).")
+    memory_soft_limit_percent: int = Field(default=80, ge=0, le=100, description="0 turns the soft limit off.")
+    watchdog_interval: Duration = Field(default=0.2, gt=0, le=0.25)
+
+
+class RestartSpec(_Section):
+    """Back-off like Kubernetes' CrashLoopBackOff."""
+
+    initial_backoff: Duration = 10.0
+    max_backoff: Duration = 300.0
+    reset_after: Duration = 600.0
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    crash_loop_restarts: int = Field(default=5, ge=1, description="Restarts within crash_loop_window = crash loop.")
+    crash_loop_window: Duration = 600.0
+    boot_failure_max_tries: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RestartSpec:
+        if self.initial_backoff > self.max_backoff:
+            raise ValueError("restart.initial_backoff must not exceed restart.max_backoff")
+        return self
+
+
+class ProbeSpec(_Section):
+    period: Duration = 2.0
+    timeout: Duration = 1.0
+    failure_threshold: int = Field(default=3, ge=1)
+    kill_grace: Duration = 5.0
+    startup_timeout: Duration = 120.0
+
+
+class BurnWindow(_Section):
+    """One multi-window burn-rate alert (Google SRE Workbook, ch. 5)."""
+
+    severity: str = Field(pattern=r"^(page|ticket)$")
+    factor: float = Field(gt=0)
+    long: Duration
+    short: Duration
+
+
+def _default_burn_windows() -> list[BurnWindow]:
+    return [
+        BurnWindow(severity="page", factor=14.4, long=3600, short=300),
+        BurnWindow(severity="page", factor=6, long=6 * 3600, short=1800),
+        BurnWindow(severity="ticket", factor=1, long=3 * 86400, short=6 * 3600),
+    ]
+
+
+class AlertSpec(_Section):
+    memory_percent: float = Field(default=80, gt=0, le=100)
+    memory_for: Duration = 60.0
+    error_rate_critical: float = Field(default=0.10, gt=0, le=1, description="The seed's rollback trigger.")
+    error_rate_for: Duration = 60.0
+    burn_windows: list[BurnWindow] = Field(default_factory=_default_burn_windows)
+    low_traffic_min_rps: float = Field(default=0.1, ge=0, description="No page below this request rate.")
+    request_log_pending_budget: int = Field(default=100_000, ge=1)
+    evaluation_interval: Duration = 5.0
+
+
+class CanaryStep(_Section):
+    weight: int = Field(ge=0, le=100, description="Percent of workers on the canary release.")
+    pause: Duration = 60.0
+
+
+def _default_canary_steps() -> list[CanaryStep]:
+    return [CanaryStep(weight=10, pause=60), CanaryStep(weight=25, pause=60), CanaryStep(weight=50, pause=120)]
+
+
+class CanarySpec(_Section):
+    steps: list[CanaryStep] = Field(default_factory=_default_canary_steps)
+    abort_error_rate: float = Field(default=0.10, gt=0, le=1, description="Errors above this abort at once.")
+    max_error_rate_delta: float = Field(default=0.01, ge=0, le=1)
+    max_latency_p95_ratio: float = Field(default=1.5, gt=1)
+    max_memory_percent: float = Field(default=80, gt=0, le=100)
+    min_requests: int = Field(default=100, ge=0, description="No verdict from fewer requests than this.")
+
+
+class GateSpec(_Section):
+    config_check: bool = True
+    load_test: bool = True
+    load_test_duration: Duration = 20.0
+    load_test_rps: float = Field(default=100, gt=0)
+    max_rss_growth_mb: float = Field(default=50, ge=0)
+
+
+class Spec(_Section):
+    """The whole ``falcon.yaml``."""
+
+    version: int = Field(default=1, ge=1, le=1)
+    service: str = Field(default="falcon", pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    workers: WorkerSpec = Field(default_factory=WorkerSpec)
+    restart: RestartSpec = Field(default_factory=RestartSpec)
+    probes: ProbeSpec = Field(default_factory=ProbeSpec)
+    alerts: AlertSpec = Field(default_factory=AlertSpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+    gates: GateSpec = Field(default_factory=GateSpec)

@@ -1,0 +1,9 @@
+"""In-tree fakes for Falcon's narrow interfaces (clock, stores, metrics source, journal).
+
+Each fake lives beside the interface it stands in for and is used by pure-logic
+tests; integration tests use the real thing.
+"""
+
+from falcon_platform.testing.clock import FakeClock
+
+__all__ = ["FakeClock"]
