@@ -5,5 +5,6 @@ tests; integration tests use the real thing.
 """
 
 from falcon_platform.testing.clock import FakeClock
+from falcon_platform.testing.sli import FakeSLISource
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "FakeSLISource"]
