@@ -14,7 +14,10 @@ def test_defaults_are_the_seed_template_slos() -> None:
     assert spec.workers.memory_limit_mb == 512
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("3d", 259200), (12, 12.0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("3d", 259200), (12, 12.0)],
+)
 def test_durations_parse_like_prometheus(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

@@ -26,4 +26,4 @@ class FaultInjector:
 
     async def on_request(self) -> None:
         """Apply the active faults to one request; may sleep, allocate, raise or exit."""
-        return None
+        return

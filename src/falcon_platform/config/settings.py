@@ -43,15 +43,21 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     control_host: str = "127.0.0.1"
     control_port: int = Field(default=8001, ge=0, le=65535)
-    control_socket: Path | None = Field(default=None, description="UNIX socket for the control API instead of TCP.")
+    control_socket: Path | None = Field(
+        default=None, description="UNIX socket for the control API instead of TCP."
+    )
     admin_token: SecretStr | None = None
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
 
     # --- processes --------------------------------------------------------------------------
     workers: int | None = Field(default=None, ge=1, le=256, description="Default: number of cores.")
-    memory_limit_mb: int | None = Field(default=None, ge=0, description="Overrides the spec; 0 = off.")
-    memory_soft_limit_percent: int | None = Field(default=None, ge=0, le=100, description="0 = off.")
+    memory_limit_mb: int | None = Field(
+        default=None, ge=0, description="Overrides the spec; 0 = off."
+    )
+    memory_soft_limit_percent: int | None = Field(
+        default=None, ge=0, le=100, description="0 = off."
+    )
     shutdown_grace_s: float = Field(default=30.0, gt=0, le=600)
     # Set by the supervisor for each worker it starts; a lone `falcon worker` uses the defaults.
     worker_id: str = "w0"
@@ -59,7 +65,9 @@ class Settings(BaseSettings):
 
     # --- model ------------------------------------------------------------------------------
     model_name: str = Field(default="sentiment", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-    model_path: Path | None = Field(default=None, description="Model directory; default <home>/models/<model_name>.")
+    model_path: Path | None = Field(
+        default=None, description="Model directory; default <home>/models/<model_name>."
+    )
 
     # --- request limits ---------------------------------------------------------------------
     max_text_chars: int = Field(default=10_000, ge=1, le=1_000_000)

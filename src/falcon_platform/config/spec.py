@@ -24,7 +24,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w
 def parse_duration(value: Any) -> float:
     """``"5m"`` -> 300.0; numbers are seconds. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '30s', '5m', '1h'")
+        raise ValueError(
+            "a duration must be a number of seconds or a string like '30s', '5m', '1h'"
+        )
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"duration {value!r} is negative")
@@ -55,16 +57,24 @@ class _Section(BaseModel):
 class SLOSpec(_Section):
     """Service level objectives; defaults are the seed postmortem's."""
 
-    availability: float = Field(default=0.999, gt=0, lt=1, description="Fraction of non-5xx requests.")
+    availability: float = Field(
+        default=0.999, gt=0, lt=1, description="Fraction of non-5xx requests."
+    )
     error_rate: float = Field(default=0.001, gt=0, lt=1, description="Error-rate objective.")
     latency_p95_ms: float = Field(default=500, gt=0)
-    latency_target: float = Field(default=0.95, gt=0, lt=1, description="Share of requests under latency_p95_ms.")
+    latency_target: float = Field(
+        default=0.95, gt=0, lt=1, description="Share of requests under latency_p95_ms."
+    )
     window: Duration = Field(default=30 * 86400.0, description="Objective window.")
 
 
 class WorkerSpec(_Section):
-    memory_limit_mb: int = Field(default=512, ge=0, description="0 turns the limit off (refused in prod).")
-    memory_soft_limit_percent: int = Field(default=80, ge=0, le=100, description="0 turns the soft limit off.")
+    memory_limit_mb: int = Field(
+        default=512, ge=0, description="0 turns the limit off (refused in prod)."
+    )
+    memory_soft_limit_percent: int = Field(
+        default=80, ge=0, le=100, description="0 turns the soft limit off."
+    )
     watchdog_interval: Duration = Field(default=0.2, gt=0, le=0.25)
 
 
@@ -75,7 +85,9 @@ class RestartSpec(_Section):
     max_backoff: Duration = 300.0
     reset_after: Duration = 600.0
     jitter: float = Field(default=0.1, ge=0, le=1)
-    crash_loop_restarts: int = Field(default=5, ge=1, description="Restarts within crash_loop_window = crash loop.")
+    crash_loop_restarts: int = Field(
+        default=5, ge=1, description="Restarts within crash_loop_window = crash loop."
+    )
     crash_loop_window: Duration = 600.0
     boot_failure_max_tries: int = Field(default=3, ge=1)
 
@@ -114,10 +126,14 @@ def _default_burn_windows() -> list[BurnWindow]:
 class AlertSpec(_Section):
     memory_percent: float = Field(default=80, gt=0, le=100)
     memory_for: Duration = 60.0
-    error_rate_critical: float = Field(default=0.10, gt=0, le=1, description="The seed's rollback trigger.")
+    error_rate_critical: float = Field(
+        default=0.10, gt=0, le=1, description="The seed's rollback trigger."
+    )
     error_rate_for: Duration = 60.0
     burn_windows: list[BurnWindow] = Field(default_factory=_default_burn_windows)
-    low_traffic_min_rps: float = Field(default=0.1, ge=0, description="No page below this request rate.")
+    low_traffic_min_rps: float = Field(
+        default=0.1, ge=0, description="No page below this request rate."
+    )
     request_log_pending_budget: int = Field(default=100_000, ge=1)
     evaluation_interval: Duration = 5.0
 
@@ -128,16 +144,24 @@ class CanaryStep(_Section):
 
 
 def _default_canary_steps() -> list[CanaryStep]:
-    return [CanaryStep(weight=10, pause=60), CanaryStep(weight=25, pause=60), CanaryStep(weight=50, pause=120)]
+    return [
+        CanaryStep(weight=10, pause=60),
+        CanaryStep(weight=25, pause=60),
+        CanaryStep(weight=50, pause=120),
+    ]
 
 
 class CanarySpec(_Section):
     steps: list[CanaryStep] = Field(default_factory=_default_canary_steps)
-    abort_error_rate: float = Field(default=0.10, gt=0, le=1, description="Errors above this abort at once.")
+    abort_error_rate: float = Field(
+        default=0.10, gt=0, le=1, description="Errors above this abort at once."
+    )
     max_error_rate_delta: float = Field(default=0.01, ge=0, le=1)
     max_latency_p95_ratio: float = Field(default=1.5, gt=1)
     max_memory_percent: float = Field(default=80, gt=0, le=100)
-    min_requests: int = Field(default=100, ge=0, description="No verdict from fewer requests than this.")
+    min_requests: int = Field(
+        default=100, ge=0, description="No verdict from fewer requests than this."
+    )
 
 
 class GateSpec(_Section):

@@ -8,7 +8,9 @@ never to string literals, so a rename breaks the build instead of an alert.
 from __future__ import annotations
 
 # --- worker (served on each worker's /metrics; labels worker, release + those listed) ---
-REQUESTS = "falcon_requests_total"  # counter; endpoint, status (HTTP code), cache ("hit"/"miss"/"none")
+REQUESTS = (
+    "falcon_requests_total"  # counter; endpoint, status (HTTP code), cache ("hit"/"miss"/"none")
+)
 REQUEST_DURATION = "falcon_request_duration_seconds"  # histogram; endpoint; buckets 1 ms .. 10 s
 ERRORS = "falcon_errors_total"  # counter; type (error code)
 BATCH_SIZE = "falcon_batch_size"  # histogram
@@ -19,7 +21,9 @@ CACHE_MISSES = "falcon_cache_misses_total"  # counter
 IDEMPOTENCY_HITS = "falcon_idempotency_hits_total"  # counter
 REQUEST_LOG_WRITTEN = "falcon_request_log_rows_written_total"  # counter: committed to the database
 REQUEST_LOG_PENDING = "falcon_request_log_rows_pending"  # gauge: on local disk, not yet committed
-REQUEST_LOG_SPILLED = "falcon_request_log_rows_spilled_total"  # counter: kept on disk while the DB was away
+REQUEST_LOG_SPILLED = (
+    "falcon_request_log_rows_spilled_total"  # counter: kept on disk while the DB was away
+)
 REQUEST_LOG_LOST = "falcon_request_log_rows_lost_total"  # counter: must stay 0
 REQUEST_LOG_DISK_BYTES = "falcon_request_log_disk_bytes"  # gauge
 REQUEST_LOG_DISK_BUDGET = "falcon_request_log_disk_budget_bytes"  # gauge

@@ -19,7 +19,9 @@ from typing import Protocol
 class Series:
     name: str
     labels: Mapping[str, str]
-    samples: Sequence[tuple[float, float]] = field(default_factory=tuple)  # (epoch s, value), ascending
+    samples: Sequence[tuple[float, float]] = field(
+        default_factory=tuple
+    )  # (epoch s, value), ascending
 
 
 class SLISource(Protocol):

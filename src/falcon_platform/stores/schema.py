@@ -62,7 +62,9 @@ idempotency_keys = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("ts", Float, nullable=False),  # epoch seconds UTC, millisecond precision or better
     Column("kind", String(64), nullable=False),
     Column("release", String(64)),

@@ -16,7 +16,13 @@ def free_port() -> int:
         return port
 
 
-def wait_for_http(url: str, *, timeout: float = 60.0, expect: int = 200, transport: httpx.HTTPTransport | None = None) -> None:
+def wait_for_http(
+    url: str,
+    *,
+    timeout: float = 60.0,
+    expect: int = 200,
+    transport: httpx.HTTPTransport | None = None,
+) -> None:
     """Poll ``url`` until it answers ``expect``; raise TimeoutError saying what was last seen."""
     deadline = time.monotonic() + timeout
     last = "no answer"
