@@ -1,13 +1,125 @@
-"""Fault injection: the only debug switch in Falcon (stub; issue 5 fills it in).
+"""Fault injection: the only debug switch in Falcon, guarded and always visible.
 
-The serving layer calls ``await injector.on_request()`` before inference when
-``injector.active`` is non-empty, and adds ``Falcon-Faults: <header_value()>``
-to every response while faults are active.
+Faults come only from ``FALCON_FAULTS`` (``leak_mb_per_request=5,error_ratio=0.2``),
+parsed strictly, and never run under the ``prod`` profile unless the command line
+also says ``--allow-faults``::
+
+    injector = build_injector(settings, allow_faults=args.allow_faults)
+    if injector.active:                       # serving: before inference
+        await injector.on_request()           # may allocate, sleep, burn CPU, raise or exit
+    response.headers["Falcon-Faults"] = injector.header_value()   # when not None
+
+Visibility (issue 5): ``build_injector`` logs a WARNING at start and then every
+minute from a daemon thread (independent of traffic and of the event loop);
+serving adds the header and the ``falcon_faults_active{fault=...}`` gauge
+(``ServingMetrics.bind_faults(lambda: injector.active)``).
 """
 
 from __future__ import annotations
 
-from falcon_platform.errors import FalconError
+import asyncio
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from falcon_platform.errors import ConfigError, FalconError
+
+if TYPE_CHECKING:
+    from falcon_platform.config.settings import Settings
+
+logger = logging.getLogger("falcon.chaos")
+
+# How often the "faults are on" WARNING repeats.
+ANNOUNCE_INTERVAL_S = 60.0
+# Exit code of the crash_after fault: EX_SOFTWARE, distinct from OOM (137) and signals.
+CRASH_EXIT_CODE = 70
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One accepted ``FALCON_FAULTS`` key: its bounds and what it does."""
+
+    name: str
+    low: float
+    high: float
+    integer: bool
+    meaning: str
+
+    def parse(self, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(self._fix(f"{raw!r} is not a number")) from None
+        if not math.isfinite(value) or not (self.low <= value <= self.high):
+            raise ConfigError(self._fix(f"{raw} is out of range"))
+        if self.integer and value != int(value):
+            raise ConfigError(self._fix(f"{raw} is not a whole number"))
+        return value
+
+    def _fix(self, problem: str) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        return (
+            f"FALCON_FAULTS: {self.name}={problem}; write {kind} in "
+            f"[{self.low:g}, {self.high:g}] ({self.meaning})"
+        )
+
+
+FAULT_KINDS: dict[str, FaultKind] = {
+    k.name: k
+    for k in (
+        FaultKind("leak_mb_per_request", 0.001, 1024, False, "MB kept for ever per request"),
+        FaultKind("latency_ms", 0.001, 60_000, False, "added latency per request"),
+        FaultKind("error_ratio", 0.0001, 1, False, "share of requests answered 500"),
+        FaultKind("crash_after", 1, 1e9, True, "exit non-zero after N requests"),
+        FaultKind("cpu_burn_ms", 0.001, 60_000, False, "busy CPU per request, blocking the loop"),
+    )
+}
+# Not a fault: makes error_ratio reproducible.
+SEED_KEY = "seed"
+
+
+def parse_faults(text: str) -> tuple[dict[str, float], int | None]:
+    """``"leak_mb_per_request=5,error_ratio=0.2,seed=7"`` -> ({faults}, seed). Strict.
+
+    Unknown keys, duplicates, missing ``=`` and values out of range raise ConfigError
+    naming the fix; an empty string means no faults.
+    """
+    faults: dict[str, float] = {}
+    seed: int | None = None
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, raw = (s.strip() for s in item.partition("="))
+        if not sep or not raw:
+            raise ConfigError(
+                f"FALCON_FAULTS: {item!r} has no value; write name=value, e.g. latency_ms=50"
+            )
+        if key == SEED_KEY:
+            if not raw.isdigit():
+                raise ConfigError(f"FALCON_FAULTS: seed={raw!r}; write a whole number, e.g. seed=7")
+            seed = int(raw)
+            continue
+        kind = FAULT_KINDS.get(key)
+        if kind is None:
+            import difflib  # only on the error path
+
+            prefixed = [k for k in FAULT_KINDS if k.startswith(key) or key.startswith(k)]
+            close = prefixed or difflib.get_close_matches(key, FAULT_KINDS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"FALCON_FAULTS: unknown fault {key!r}; {hint}accepted: "
+                f"{', '.join(FAULT_KINDS)} (and seed)"
+            )
+        if key in faults:
+            raise ConfigError(f"FALCON_FAULTS: {key} is given twice; keep one")
+        faults[key] = kind.parse(raw)
+    return faults, seed
 
 
 class InjectedFaultError(FalconError):
@@ -16,14 +128,119 @@ class InjectedFaultError(FalconError):
 
 
 class FaultInjector:
-    def __init__(self, active: dict[str, float] | None = None) -> None:
+    """Applies the active faults to each request. ``FaultInjector()`` injects nothing."""
+
+    def __init__(
+        self,
+        active: dict[str, float] | None = None,
+        *,
+        seed: int | None = None,
+        exit_process: Callable[[int], None] = os._exit,
+    ) -> None:
         self.active: dict[str, float] = dict(active or {})
+        self.seed = seed
+        self.requests = 0
+        self._rng = random.Random(seed)  # noqa: S311 - chaos, not cryptography
+        # Kept on purpose so RSS really grows, like the seed's debug code did.
+        self._leaked: list[bytes] = []
+        self._exit = exit_process  # tests pass a recorder; real runs die at once
+        self._stop_announcing = threading.Event()
+        self._announcer: threading.Thread | None = None
+
+    @property
+    def leaked_bytes(self) -> int:
+        return sum(len(chunk) for chunk in self._leaked)
+
+    def start_announcing(self, *, profile: str, interval_s: float = ANNOUNCE_INTERVAL_S) -> None:
+        """Repeat the WARNING every ``interval_s`` in a daemon thread until stopped.
+
+        A thread, not an asyncio task: it must keep talking when the loop is blocked
+        (cpu_burn_ms) or idle, and it needs no wiring in the serving lifespan.
+        """
+        if not self.active or self._announcer is not None:
+            return
+
+        def repeat() -> None:
+            while not self._stop_announcing.wait(interval_s):
+                log_faults_active(self, profile=profile)
+
+        self._announcer = threading.Thread(target=repeat, name="falcon-faults", daemon=True)
+        self._announcer.start()
+
+    def stop_announcing(self) -> None:
+        self._stop_announcing.set()
+        if self._announcer is not None:
+            self._announcer.join(timeout=1.0)
+            self._announcer = None
 
     def header_value(self) -> str | None:
+        """The ``Falcon-Faults`` header, e.g. ``error_ratio=0.2,latency_ms=50``; None if off."""
         if not self.active:
             return None
         return ",".join(f"{k}={v:g}" for k, v in sorted(self.active.items()))
 
     async def on_request(self) -> None:
         """Apply the active faults to one request; may sleep, allocate, raise or exit."""
-        return
+        if not self.active:
+            return
+        self.requests += 1
+        crash_after = self.active.get("crash_after")
+        if crash_after is not None and self.requests >= crash_after:
+            logger.critical(
+                "injected fault crash_after=%g: exiting with code %d after %d requests",
+                crash_after,
+                CRASH_EXIT_CODE,
+                self.requests,
+            )
+            logging.shutdown()
+            self._exit(CRASH_EXIT_CODE)
+        leak = self.active.get("leak_mb_per_request")
+        if leak is not None:
+            # b"\x01" * n writes every page, so the memory is resident, not just reserved.
+            self._leaked.append(b"\x01" * int(leak * 1_048_576))
+        burn = self.active.get("cpu_burn_ms")
+        if burn is not None:
+            deadline = time.perf_counter() + burn / 1000
+            while time.perf_counter() < deadline:
+                pass
+        latency = self.active.get("latency_ms")
+        if latency is not None:
+            await asyncio.sleep(latency / 1000)
+        ratio = self.active.get("error_ratio")
+        if ratio is not None and self._rng.random() < ratio:
+            raise InjectedFaultError(f"injected fault error_ratio={ratio:g} (FALCON_FAULTS)")
+
+
+def build_injector(
+    settings: Settings, *, allow_faults: bool, announce_every_s: float | None = ANNOUNCE_INTERVAL_S
+) -> FaultInjector:
+    """The injector for ``settings.faults``; refuses ``prod`` unless ``allow_faults``.
+
+    ``allow_faults`` must come from the command line (``--allow-faults``), never from
+    the environment, so an env file alone can never turn faults on in production.
+    Logs a WARNING naming the faults when any are active, and again every
+    ``announce_every_s`` seconds (None: only at start; ``stop_announcing()`` ends it).
+    """
+    faults, seed = parse_faults(settings.faults)
+    if faults and settings.profile == "prod" and not allow_faults:
+        raise ConfigError(
+            f"FALCON_FAULTS={settings.faults!r} is refused under the prod profile: remove it "
+            "from the environment/env file, or run a deliberate drill with --allow-faults"
+        )
+    injector = FaultInjector(faults, seed=seed)
+    if faults:
+        log_faults_active(injector, profile=settings.profile)
+        if announce_every_s is not None:
+            injector.start_announcing(profile=settings.profile, interval_s=announce_every_s)
+    return injector
+
+
+def log_faults_active(injector: FaultInjector, *, profile: str) -> None:
+    """The WARNING line that says faults are on (at start and every minute)."""
+    logger.warning(
+        "FAULT INJECTION ACTIVE (profile %s): %s; requests so far %d, leaked %d MB",
+        profile,
+        injector.header_value(),
+        injector.requests,
+        injector.leaked_bytes // 1_048_576,
+    )

@@ -12,6 +12,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from falcon_platform import __version__
 from falcon_platform.cli import (
@@ -47,11 +48,15 @@ def version() -> None:
 
 def run(argv: list[str] | None = None) -> None:
     """Entry point: translate errors into stderr messages and exit codes."""
-    stderr = Console(stderr=True)
+    # soft_wrap: long messages stay one greppable line; escape: details hold [rule-ids].
+    stderr = Console(stderr=True, soft_wrap=True)
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns (not raises) a typer.Exit's code.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except FalconError as exc:
-        stderr.print(f"[bold red]error:[/] {exc.detail}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(exc.detail)}", highlight=False)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

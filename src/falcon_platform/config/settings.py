@@ -5,16 +5,18 @@ at import time: call :func:`load_settings` (the CLI and the ASGI factory do).
 Secrets are ``SecretStr`` and never appear in ``repr``, logs or fingerprints.
 
 Loading order, lowest precedence first (documented in README and tested):
-field defaults < ``config/<profile>.env`` < ``.env`` (or ``--env-file``) < process environment.
+field defaults < ``config/<profile>.env`` < ``.env`` (or ``--env-file``) < process environment
+< keyword overrides.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["dev", "staging", "prod"]
@@ -62,6 +64,10 @@ class Settings(BaseSettings):
     # Set by the supervisor for each worker it starts; a lone `falcon worker` uses the defaults.
     worker_id: str = "w0"
     release: str = "r0"
+    memory_enforcement: Literal["auto", "cgroup", "watchdog"] = Field(
+        default="auto",
+        description="auto = a memory cgroup when the supervisor may create one, else the RSS watchdog.",
+    )
 
     # --- model ------------------------------------------------------------------------------
     model_name: str = Field(default="sentiment", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -79,6 +85,13 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     queue_max: int = Field(default=2048, ge=1, le=1_000_000)
     inference_timeout_ms: float = Field(default=5000, gt=0, le=600_000)
+    # Where predict_proba runs: "inline" (on the event loop) or "thread" (one worker thread,
+    # the loop parses requests meanwhile but fights it for the GIL). Measured: inline wins
+    # on one core (docs/CAPACITY_PLAN.md; `bench/run.py --compare-executors`).
+    batch_executor: Literal["thread", "inline"] = "inline"
+    # Serve POST /infer and v2 infer through the lean raw-ASGI path (same rules and bodies as
+    # the FastAPI routes, which stay declared for OpenAPI). Off = every request via FastAPI.
+    fast_path: bool = True
 
     # --- cache and idempotency --------------------------------------------------------------
     cache_max_entries: int = Field(default=50_000, ge=0)
@@ -93,6 +106,10 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     database_pool_size: int = Field(default=5, ge=1, le=1000)
     database_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # Circuit breakers (Redis, PostgreSQL, SQLite): consecutive failures that open one, and
+    # how long it stays open before a single probe call is let through.
+    breaker_failure_threshold: int = Field(default=3, ge=1, le=1000)
+    breaker_reset_timeout_s: float = Field(default=2.0, gt=0, le=600)
 
     # --- request log ------------------------------------------------------------------------
     log_inputs: bool = False
@@ -108,7 +125,17 @@ class Settings(BaseSettings):
     sli_retention_days: float = Field(default=7, gt=0, le=400)
 
     # --- fault injection (falcon_platform.chaos only; refused in prod without --allow-faults)
-    faults: str = ""
+    faults: str = Field(
+        default="",
+        description="DANGEROUS: degrades traffic on purpose, e.g. 'leak_mb_per_request=5'. "
+        "The only debug switch; parsed strictly by falcon_platform.chaos.faults.",
+    )
+
+    # Provenance, set by load_settings: which layer gave each field, which debug switches
+    # were seen (the gate refuses them), which files were read. Not settings themselves.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _switches: dict[str, str] = PrivateAttr(default_factory=dict)
+    _files: tuple[str, ...] = PrivateAttr(default=())
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -140,14 +167,124 @@ class Settings(BaseSettings):
         return self.home / "spool"
 
     @property
+    def sources(self) -> dict[str, str]:
+        """Field -> the layer it came from ("default" when absent), for `falcon config show`."""
+        return {name: self._sources.get(name, "default") for name in type(self).model_fields}
+
+    @property
+    def debug_switches(self) -> dict[str, str]:
+        """Debug/fault switches seen while loading (name -> "value (source)"); gate input."""
+        return dict(self._switches)
+
+    @property
+    def files_read(self) -> tuple[str, ...]:
+        return self._files
+
+    @property
     def worker_count(self) -> int:
         return self.workers if self.workers is not None else (os.cpu_count() or 1)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment (and, later, profile files); overrides win.
+def load_settings(
+    *, profile: str | None = None, env_file: Path | None = None, **overrides: Any
+) -> Settings:
+    """Build the one ``Settings`` object; the one place the environment is read.
 
-    The one place the environment is read. ``config.profiles`` extends this with the
-    profile-file and ``.env`` layers.
+    Layers, lowest precedence first: field defaults < ``config/<profile>.env`` (relative
+    to the working directory) < ``.env`` (or ``env_file``) < process environment <
+    ``overrides``. Raises ``ConfigError`` naming every bad or unknown variable::
+
+        settings = load_settings(profile="prod", env_file=Path("/etc/falcon/prod.env"))
+        settings = load_settings(workers=2)          # tests: explicit values win
     """
-    return Settings(**overrides)
+    from falcon_platform.errors import ConfigError
+
+    settings, problems = try_load_settings(profile=profile, env_file=env_file, **overrides)
+    if settings is None:
+        raise ConfigError("; ".join(p.message() for p in problems))
+    return settings
+
+
+@dataclass(frozen=True)
+class SettingsProblem:
+    """A variable that cannot be used: unknown name, wrong type, out of range."""
+
+    kind: str  # "unknown-variable" or "invalid-value"
+    variable: str
+    value: str  # secrets are "<redacted>"
+    why: str
+    source: str
+
+    def message(self) -> str:
+        return f"{self.variable}={self.value} (from {self.source}): {self.why}"
+
+
+def try_load_settings(
+    *, profile: str | None = None, env_file: Path | None = None, **overrides: Any
+) -> tuple[Settings | None, list[SettingsProblem]]:
+    """Like :func:`load_settings` but returns every problem instead of raising on the first.
+
+    Still raises ``ConfigError`` for a missing ``env_file`` or an unknown profile.
+    """
+    # Imported here: profiles pulls in python-dotenv, not needed by `Settings(...)` users.
+    from falcon_platform.config.profiles import collect_layers
+
+    layers = collect_layers(
+        profile=profile,
+        env_file=env_file,
+        environ=dict(os.environ),
+        cwd=Path.cwd(),
+        field_names=Settings.model_fields,
+    )
+    problems = [
+        SettingsProblem(
+            "unknown-variable",
+            u.name,
+            "<redacted>" if is_secret_name(u.name) else "?",
+            "not a Falcon setting"
+            + (f"; did you mean {u.suggestion}?" if u.suggestion else " (remove it)"),
+            u.source,
+        )
+        for u in layers.unknown
+    ]
+    values: dict[str, Any] = dict(layers.values)
+    values.update(overrides)
+    sources = dict(layers.sources)
+    sources.update(dict.fromkeys(overrides, "override"))
+    settings: Settings | None = None
+    try:
+        # _env_file=None and init values for everything: the layers above are the truth.
+        settings = Settings(_env_file=None, **values)
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, sources))
+    if problems or settings is None:
+        return None, problems
+    settings._sources = sources
+    settings._switches = dict(layers.switches)
+    settings._files = tuple(str(f) for f in layers.files)
+    return settings, []
+
+
+SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
+def is_secret_name(variable: str) -> bool:
+    """``FALCON_ADMIN_TOKEN`` -> True; also any name that smells of a secret."""
+    name = variable.upper().removeprefix("FALCON_").lower()
+    return name in SECRET_FIELDS or any(w in name for w in ("token", "password", "secret", "key"))
+
+
+def validation_problems(
+    exc: ValidationError, sources: dict[str, str] | None = None
+) -> list[SettingsProblem]:
+    """Each pydantic error as a problem naming ``FALCON_X``; secrets are never shown."""
+    problems: list[SettingsProblem] = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        variable = f"FALCON_{name.upper()}"
+        value = "<redacted>" if is_secret_name(variable) else repr(error.get("input"))
+        source = sources.get(name, "default") if sources else "default"
+        problems.append(SettingsProblem("invalid-value", variable, value, error["msg"], source))
+    return problems

@@ -136,6 +136,29 @@ class AlertSpec(_Section):
     )
     request_log_pending_budget: int = Field(default=100_000, ge=1)
     evaluation_interval: Duration = 5.0
+    # --- added by the alerting issue (6) ---------------------------------------------------
+    error_rate_window: Duration = Field(
+        default=60.0, gt=0, description="Rate window of the >10% alert."
+    )
+    # A leak that reaches the limit in 2 minutes spends under 30 s above 80%, so the
+    # "80% for 1 m" alert can never fire before the OOM kill; this one extrapolates RSS.
+    memory_growth_percent: float = Field(
+        default=50, gt=0, le=100, description="Growth alert floor."
+    )
+    memory_growth_window: Duration = Field(default=120.0, gt=0, description="Regression window.")
+    memory_growth_horizon: Duration = Field(
+        default=300.0, gt=0, description="Limit reached within."
+    )
+    memory_growth_for: Duration = 30.0
+    oom_kill_window: Duration = Field(
+        default=300.0, gt=0, description="An OOM kill alerts this long."
+    )
+    config_change_window: Duration = Field(
+        default=900.0, gt=0, description="Config-changed info this long."
+    )
+    no_ready_worker_for: Duration = Field(
+        default=30.0, description="Grace for workers starting up."
+    )
 
 
 class CanaryStep(_Section):
