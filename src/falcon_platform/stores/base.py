@@ -6,8 +6,9 @@ PostgreSQL) implement these; the serving layer depends on nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,30 @@ class StoredResponse:
     created_at: float
 
 
+BREAKER_CLOSED = 0
+BREAKER_OPEN = 1
+BREAKER_HALF_OPEN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Plain numbers read by the metrics collector at scrape time (names in observability.names).
+
+    ``breaker_states`` maps a dependency ("redis", "postgresql", "sqlite") to 0 closed,
+    1 open, 2 half-open; ``breaker_transitions`` maps (dependency, to_state) -> count, where
+    to_state is "closed" | "open" | "half_open".
+    """
+
+    rows_written: int = 0  # committed to the database by this process
+    rows_pending: int = 0  # on local disk, not yet committed
+    rows_spilled: int = 0  # kept on disk because the database was away (counted once per row)
+    rows_lost: int = 0  # must stay 0
+    disk_bytes: int = 0  # this worker's spool on disk
+    disk_budget_bytes: int = 0  # this worker's share of request_log_disk_budget_mb
+    breaker_states: Mapping[str, int] = field(default_factory=dict)
+    breaker_transitions: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+
 class ResponseCache(Protocol):
     backend: str  # "memory" | "redis"
 
@@ -73,3 +98,22 @@ class RequestLogSink(Protocol):
     async def close(self) -> None:
         """Flush and ship what is pending (bounded by the shutdown grace)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogCounters:
+    """What a request-log sink reports about itself (a part of :class:`StoreStats`)."""
+
+    rows_written: int = 0
+    rows_pending: int = 0
+    rows_spilled: int = 0
+    rows_lost: int = 0
+    disk_bytes: int = 0
+    disk_budget_bytes: int = 0
+
+
+@runtime_checkable
+class CountingSink(Protocol):
+    """A request-log sink that can say how many rows it wrote, holds and lost."""
+
+    def counters(self) -> RequestLogCounters: ...

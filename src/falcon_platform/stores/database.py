@@ -1,0 +1,195 @@
+"""Where the relational store is, how to connect, and whether its schema is current.
+
+    url = database_url(settings)          # sqlite:///<home>/data/falcon.db unless FALCON_DATABASE_URL
+    engine = make_engine(settings)        # bounded pool and timeouts, WAL for SQLite
+    ensure_schema(settings)               # embedded SQLite: upgraded; external: SchemaBehindError
+    upgrade(settings)                     # what `falcon db upgrade` runs
+    schema_revision(settings)             # what `falcon db current` prints
+
+Migrations live in ``stores/migrations`` (packaged); Alembic is configured here, in code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from falcon_platform.config.settings import Settings
+from falcon_platform.errors import DependencyError, SchemaBehindError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+UPGRADE_COMMAND = "falcon db upgrade"
+
+
+def local_sqlite_url(settings: Settings) -> str:
+    """The machine's embedded database (also the idempotency fallback when Redis is away)."""
+    return f"sqlite:///{(settings.data_dir / 'falcon.db').resolve()}"
+
+
+def database_url(settings: Settings) -> str:
+    """FALCON_DATABASE_URL (``postgresql://`` gets the psycopg 3 driver) or the embedded SQLite."""
+    if settings.database_url is None:
+        return local_sqlite_url(settings)
+    return normalize_url(settings.database_url.get_secret_value())
+
+
+def normalize_url(url: str) -> str:
+    """``postgres://`` / ``postgresql://`` -> ``postgresql+psycopg://`` (the driver we ship)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs, status and errors."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def is_embedded(settings: Settings) -> bool:
+    return settings.database_url is None
+
+
+def make_engine(
+    settings: Settings, url: str | None = None, *, pool_size: int | None = None
+) -> Engine:
+    """An engine with every wait bounded by ``database_timeout_s``.
+
+    PostgreSQL: pool of ``database_pool_size`` (no overflow), connect timeout, and
+    ``statement_timeout``/``lock_timeout`` so a locked table fails a ship fast instead of
+    hanging the shipper. SQLite: WAL, ``synchronous=NORMAL``, busy timeout.
+    """
+    url = url or database_url(settings)
+    timeout_s = settings.database_timeout_s
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": timeout_s}, pool_size=pool_size or 2)
+        event.listen(engine, "connect", _sqlite_pragmas(timeout_s))
+        return engine
+    timeout_ms = int(timeout_s * 1000)
+    return create_engine(
+        url,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=0,
+        pool_timeout=timeout_s,
+        pool_pre_ping=True,
+        pool_recycle=300,
+        connect_args={
+            "connect_timeout": max(1, int(timeout_s)),
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+            "application_name": f"falcon-{settings.worker_id}",
+        },
+    )
+
+
+def _sqlite_pragmas(timeout_s: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of us
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+def alembic_config() -> Config:
+    """Alembic configured in code: no alembic.ini at run time."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "stores/migrations has no revisions"
+    return head
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    url: str  # password hidden
+    current: str | None
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "current": self.current,
+            "head": self.head,
+            "up_to_date": self.up_to_date,
+        }
+
+
+def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
+    """Read the database's Alembic revision (``DependencyError`` if it cannot be reached)."""
+    url = url or database_url(settings)
+    engine = make_engine(settings, url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise DependencyError(
+            f"cannot reach the database at {redacted(url)}: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    finally:
+        engine.dispose()
+    return SchemaState(redacted(url), current, head_revision())
+
+
+def upgrade(settings: Settings, url: str | None = None) -> SchemaState:
+    """Apply every migration up to head (what ``falcon db upgrade`` runs); idempotent.
+
+    Serialised by a lock file under ``data_dir`` so workers starting together on one
+    machine do not race on the embedded SQLite.
+    """
+    url = url or database_url(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings, url, pool_size=1)
+    try:
+        with (settings.data_dir / ".migrate.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with engine.begin() as conn:
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+    except SQLAlchemyError as exc:
+        raise DependencyError(f"cannot migrate the database at {redacted(url)}: {exc}") from exc
+    finally:
+        engine.dispose()
+    return schema_state(settings, url)
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Make the schema usable: upgrade the embedded SQLite; refuse an external one that is behind.
+
+    The local SQLite (idempotency fallback) is always upgraded. With FALCON_DATABASE_URL set,
+    a schema behind head raises ``SchemaBehindError`` naming ``falcon db upgrade``; an
+    unreachable database raises ``DependencyError``.
+    """
+    upgrade(settings, local_sqlite_url(settings))
+    if is_embedded(settings):
+        return
+    state = schema_state(settings)
+    if not state.up_to_date:
+        raise SchemaBehindError(
+            f"the database at {state.url} is at schema revision {state.current or 'none'}, "
+            f"this release needs {state.head}; run `{UPGRADE_COMMAND}` "
+            "(with the same FALCON_DATABASE_URL) and start again"
+        )

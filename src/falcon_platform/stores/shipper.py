@@ -1,0 +1,260 @@
+"""The shipper: moves closed request-log segments into the database, in order, off the request path.
+
+One segment is one transaction of idempotent inserts (``ON CONFLICT (request_id) DO NOTHING``
+on SQLite and PostgreSQL alike), and the file is deleted only after the commit; a crash
+between commit and delete re-ships the segment without duplicating a row.
+
+    shipper = Shipper(engine, writer, account, breaker, batch=1000, interval_s=0.2)
+    shipper.start()          # a daemon thread
+    ...
+    shipper.stop(deadline)   # final rotation, ship what is left until the deadline
+
+    ship_orphans(settings)   # the supervisor: ship what killed workers left behind
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, String
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity import wait_random_exponential as wait_jittered
+
+from falcon_platform.stores.breaker import CircuitBreaker
+from falcon_platform.stores.schema import request_log
+from falcon_platform.stores.segments import (
+    SegmentWriter,
+    SpoolAccount,
+    claim_abandoned,
+    closed_segments,
+    count_rows,
+    parse_segment,
+)
+
+logger = logging.getLogger("falcon.stores.shipper")
+
+TICK_BUDGET_S = 2.0  # one tick ships for at most this long, so stop() and rotation stay prompt
+
+_COLUMNS = {c.name for c in request_log.columns}
+# Column -> max length, so an over-long value is cut instead of poisoning the queue forever.
+_LENGTHS = {
+    c.name: c.type.length
+    for c in request_log.columns
+    if isinstance(c.type, String) and c.type.length is not None
+}
+
+
+def prepare_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep known columns, cut strings to the column length, fill defaults (pure)."""
+    out = []
+    for row in rows:
+        clean = {k: row.get(k) for k in _COLUMNS}
+        for name, length in _LENGTHS.items():
+            value = clean[name]
+            if isinstance(value, str) and len(value) > length:
+                clean[name] = value[:length]
+        clean["cache_hit"] = bool(clean["cache_hit"])
+        clean["idempotency_hit"] = bool(clean["idempotency_hit"])
+        out.append(clean)
+    return out
+
+
+def insert_ignoring_duplicates(engine: Engine) -> Any:
+    """``INSERT ... ON CONFLICT (request_id) DO NOTHING`` in the engine's dialect."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(request_log).on_conflict_do_nothing(index_elements=["request_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class ShipResult:
+    rows: int  # rows in the segment (sent; duplicates are ignored by the database)
+    corrupt: int  # undecodable middle lines (counted as lost)
+    torn_tail: bool
+
+
+def ship_segment(engine: Engine, path: Path, *, batch: int) -> ShipResult | None:
+    """Insert one segment in one transaction, then delete it. ``None`` if it is already gone."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None  # shipped by someone else (the supervisor's ship_orphans) meanwhile
+    parsed = parse_segment(data)
+    rows = prepare_rows(parsed.rows)
+    if rows:
+        statement = insert_ignoring_duplicates(engine)
+        with engine.begin() as conn:
+            for start in range(0, len(rows), batch):
+                conn.execute(statement, rows[start : start + batch])
+    path.unlink(missing_ok=True)  # only after the commit above
+    if parsed.torn_tail:
+        logger.warning(
+            "segment %s had a torn last line (ignored: its request got no response)", path
+        )
+    if parsed.corrupt:
+        logger.error(
+            "segment %s had %d undecodable rows",
+            path,
+            parsed.corrupt,
+            extra={"fields": {"event": "request_log_rows_lost", "rows": parsed.corrupt}},
+        )
+    return ShipResult(len(rows), parsed.corrupt, parsed.torn_tail)
+
+
+def _retrying(deadline: float, breaker: CircuitBreaker) -> Retrying:
+    # Idempotent inserts, so retrying an ambiguous failure is safe; never past the deadline,
+    # and not once the breaker has opened (it decides when to probe again).
+    return Retrying(
+        stop=stop_after_attempt(3) | stop_after_delay(max(0.0, deadline - time.monotonic())),
+        wait=wait_jittered(multiplier=0.05, max=1.0),
+        retry=retry_if_exception(lambda e: isinstance(e, SQLAlchemyError) and breaker.is_closed),
+        reraise=True,
+    )
+
+
+def ship_directory(
+    engine: Engine,
+    directory: Path,
+    account: SpoolAccount,
+    breaker: CircuitBreaker,
+    *,
+    batch: int,
+    deadline: float,
+    pause_ratio: float = 0.0,
+) -> bool:
+    """Ship closed segments oldest first until done, the breaker opens or the deadline passes.
+
+    Returns True when nothing closed is left. Stops at the first failure to keep the order;
+    every segment still waiting then counts as spilled (once). ``pause_ratio`` > 0 sleeps
+    that fraction of each ship's time between segments, so catching up on a backlog does not
+    starve the event loop of the GIL (the live worker's shipper uses it).
+    """
+    paths = closed_segments(directory)
+    for path in paths:
+        if path.name not in account.segments:  # left by an earlier incarnation
+            account.add_closed(path.name, _rows_in(path), _size(path), counted=False)
+    for index, path in enumerate(paths):
+        if time.monotonic() >= deadline:
+            return False
+        if not breaker.allow():
+            _spill(account, paths[index:])
+            return False
+        started = time.monotonic()
+        try:
+            for attempt in _retrying(deadline, breaker):
+                with attempt:
+                    try:
+                        result = ship_segment(engine, path, batch=batch)
+                    except SQLAlchemyError as exc:
+                        breaker.record_failure(exc)
+                        raise
+        except SQLAlchemyError as exc:
+            _spill(account, paths[index:])
+            logger.warning(
+                "shipping %s failed; it stays on disk: %s",
+                path.name,
+                exc,
+                extra={"fields": {"event": "request_log_ship_failed", "segment": path.name}},
+            )
+            return False
+        breaker.record_success()
+        lost = result.corrupt if result is not None else 0
+        account.remove_closed(path.name, committed=result is not None, lost=lost)
+        if pause_ratio and index + 1 < len(paths):
+            time.sleep(min(0.2, (time.monotonic() - started) * pause_ratio))
+    return True
+
+
+def _spill(account: SpoolAccount, paths: list[Path]) -> None:
+    """Count segments' rows as spilled the first time they could not be shipped."""
+    with account.lock:
+        for path in paths:
+            if path.name not in account.spilled and path.name in account.segments:
+                account.spilled.add(path.name)
+                account.rows_spilled += account.segments[path.name][0]
+
+
+def _rows_in(path: Path) -> int:
+    try:
+        return count_rows(path.read_bytes())
+    except FileNotFoundError:
+        return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+class Shipper:
+    """A daemon thread: every ``interval_s`` rotate the segment if due and ship closed ones."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        writer: SegmentWriter,
+        account: SpoolAccount,
+        breaker: CircuitBreaker,
+        *,
+        batch: int,
+        interval_s: float,
+    ) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.account = account
+        self.breaker = breaker
+        self.batch = batch
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="falcon-shipper", daemon=True)
+        self._final_deadline = 0.0
+        self.drained = threading.Event()
+
+    def start(self) -> None:
+        claim_abandoned(self.writer.directory)  # a killed earlier incarnation's open segment
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._tick(time.monotonic() + TICK_BUDGET_S)
+            self._stop.wait(self.interval_s)
+        # Shutdown: close the current segment and ship everything we can before the deadline.
+        self.writer.rotate()
+        while time.monotonic() < self._final_deadline:
+            if self._tick(self._final_deadline):
+                self.drained.set()
+                return
+            time.sleep(min(0.2, max(0.0, self._final_deadline - time.monotonic())))
+
+    def _tick(self, deadline: float) -> bool:
+        try:
+            self.writer.rotate_if_due(time.monotonic())
+            return ship_directory(
+                self.engine,
+                self.writer.directory,
+                self.account,
+                self.breaker,
+                batch=self.batch,
+                deadline=deadline,
+                pause_ratio=0.0 if self._stop.is_set() else 1.0,
+            )
+        except Exception:  # the shipper must never die; the next tick retries
+            logger.exception("request-log shipper tick failed")
+            return False
+
+    def stop(self, timeout_s: float) -> bool:
+        """Stop, shipping what is left for up to ``timeout_s``; True when the spool is empty."""
+        self._final_deadline = time.monotonic() + timeout_s
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s + 1.0)
+        return self.drained.is_set()
