@@ -1,0 +1,201 @@
+"""A model directory on disk: one skops artifact plus ``metadata.json``.
+
+Layout::
+
+    <model dir>/
+        model-<sha256[:12]>.skops   the estimator, skops format (never pickle/joblib)
+        metadata.json               name, version, labels, sha256 of the artifact, data hash,
+                                    metrics, creation time (UTC), library versions
+
+``metadata.json`` is written last and is the commit point: it names the artifact it was
+written with, so a reader never pairs new metadata with a half-written artifact, and the
+artifact's name changes with its content. Both files are written atomically (temp + rename).
+
+Use (any fitted scikit-learn classifier with ``predict_proba``)::
+
+    pipe = make_pipeline(CountVectorizer(), MultinomialNB()).fit(texts, labels)
+    save_model(pipe, Path("my-model"), name="mine", version="1.0.0",
+               labels=tuple(pipe.classes_), metrics={}, data_hash=None)
+    # then: FALCON_MODEL_PATH=my-model falcon up
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from falcon_platform.errors import ModelError, ModelIntegrityError, ModelNotFoundError
+from falcon_platform.model.skops_bytes import dumps_reproducible
+from falcon_platform.model.trust import disallowed_types
+
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_LIBRARIES = ("falcon-platform", "scikit-learn", "skops", "numpy", "scipy")
+
+
+class ModelMetadata(BaseModel):
+    """The contents of ``metadata.json``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    name: str = Field(pattern=_NAME_PATTERN)
+    version: str = Field(min_length=1, max_length=128)
+    labels: tuple[str, ...] = Field(min_length=2)
+    # a bare file name: metadata must not be able to point the loader outside the directory
+    artifact: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.skops$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data_hash: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that write and read the artifact."""
+    versions = {"python": platform.python_version()}
+    for dist in _LIBRARIES:
+        try:
+            versions[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            versions[dist] = "unknown"
+    return versions
+
+
+def check_servable(estimator: Any, labels: Sequence[str]) -> None:
+    """Refuse an estimator Falcon could not serve with these labels."""
+    if not callable(getattr(estimator, "predict_proba", None)):
+        raise ModelError(
+            f"{type(estimator).__name__} has no predict_proba: Falcon serves probabilistic "
+            "classifiers (wrap it in sklearn.calibration.CalibratedClassifierCV)."
+        )
+    classes = getattr(estimator, "classes_", None)
+    if classes is None:
+        raise ModelError(f"{type(estimator).__name__} is not fitted: call .fit() before saving.")
+    fitted = [str(label) for label in classes]
+    if len(set(labels)) != len(labels) or set(labels) != set(fitted):
+        raise ModelError(
+            f"labels {list(labels)} do not match the estimator's classes {fitted}: "
+            "pass each class exactly once (their order sets the probability columns)."
+        )
+
+
+def save_model(
+    estimator: Any,
+    out_dir: Path,
+    *,
+    name: str,
+    version: str,
+    labels: Sequence[str],
+    metrics: dict[str, Any],
+    data_hash: str | None,
+    training: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> ModelMetadata:
+    """Write ``estimator`` and its metadata into ``out_dir``; return the metadata written.
+
+    Works for any fitted scikit-learn classifier with ``predict_proba`` whose parts skops can
+    store and :mod:`falcon_platform.model.trust` allows; anything else is refused here, at
+    save time, rather than when a worker tries to load it.
+    """
+    import skops.io
+
+    labels = tuple(str(label) for label in labels)
+    check_servable(estimator, labels)
+    try:
+        data = dumps_reproducible(estimator)
+    except Exception as exc:  # skops raises several types for what it cannot store
+        raise ModelError(
+            f"skops cannot store this {type(estimator).__name__} ({type(exc).__name__}: {exc}); "
+            "use scikit-learn components that skops supports."
+        ) from exc
+    refused = disallowed_types(skops.io.get_untrusted_types(data=data))
+    if refused:
+        raise ModelError(
+            f"the model contains types Falcon will not load: {refused}. Use scikit-learn "
+            "components only (no custom classes or functions), or extend "
+            "falcon_platform.model.trust.ALLOWED_TYPES after reviewing them."
+        )
+    digest = sha256_hex(data)
+    try:
+        metadata = ModelMetadata(
+            name=name,
+            version=version,
+            labels=labels,
+            artifact=f"model-{digest[:12]}.skops",
+            sha256=digest,
+            data_hash=data_hash,
+            metrics=metrics,
+            created_at=(now or datetime.now(UTC)).astimezone(UTC),
+            library_versions=library_versions(),
+            training=training or {},
+        )
+    except ValidationError as exc:
+        raise ModelError(f"invalid model metadata: {exc}") from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / metadata.artifact, data)
+    write_atomic(out_dir / METADATA_FILE, metadata.model_dump_json(indent=2).encode() + b"\n")
+    for stale in out_dir.glob("model-*.skops"):
+        if stale.name != metadata.artifact:
+            stale.unlink(missing_ok=True)
+    return metadata
+
+
+def read_metadata(model_dir: Path) -> ModelMetadata:
+    """Parse ``<model_dir>/metadata.json``; say how to create a model when there is none."""
+    path = model_dir / METADATA_FILE
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ModelNotFoundError(
+            f"no model at {model_dir} ({METADATA_FILE} missing): create one with "
+            f"`falcon model train --out {model_dir}`, or point FALCON_MODEL_PATH at a "
+            "directory written by falcon_platform.model.artifact.save_model."
+        ) from exc
+    try:
+        return ModelMetadata.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ModelIntegrityError(
+            f"{path} is not valid model metadata ({exc.error_count()} problem(s): "
+            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}); retrain with "
+            f"`falcon model train --out {model_dir}`."
+        ) from exc
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
+
+    Hand-written (temp file in the same directory, fsync, rename, fsync the directory): it is
+    a few lines of the standard library and no well-kept library does just this any more.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,260 @@
+"""Loading, verifying and (on first start) creating the model a worker serves.
+
+Use::
+
+    path = ensure_model(settings)          # trains the default model there if none exists
+    model = load_model(path)               # verified: sha256 + allowed types
+    model.predict_proba(["great screen", "meh"])   # float64, columns in model.labels order
+
+Loading refuses, with a :class:`~falcon_platform.errors.ModelIntegrityError` that says what is
+wrong and how to fix it, an artifact whose sha256 differs from ``metadata.json`` or that
+contains a type outside :data:`falcon_platform.model.trust.ALLOWED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from falcon_platform.errors import FalconError, ModelIntegrityError, ModelNotFoundError
+from falcon_platform.model.artifact import (
+    METADATA_FILE,
+    ModelMetadata,
+    check_servable,
+    read_metadata,
+    save_model,
+    sha256_hex,
+)
+from falcon_platform.model.training import (
+    DEFAULT_MODEL_NAME,
+    ProgressCallback,
+    TrainingConfig,
+    default_corpus_path,
+    load_corpus,
+    train_model,
+)
+from falcon_platform.model.trust import disallowed_types
+
+if TYPE_CHECKING:
+    from falcon_platform.config.settings import Settings
+
+_SELF_CHECK_TEXT = "falcon model self-check"
+
+
+@dataclass(eq=False)  # not frozen: ServableModel declares plain (settable) attributes
+class LoadedModel:
+    """A verified model ready to serve; implements :class:`falcon_platform.model.base.ServableModel`."""
+
+    name: str
+    version: str
+    sha256: str
+    labels: tuple[str, ...]
+    metadata: dict[str, Any]
+    estimator: Any = field(repr=False)
+    # estimator.classes_ position of each label, so columns come out in `labels` order
+    columns: tuple[int, ...] = field(repr=False)
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator: Any,
+        *,
+        name: str,
+        version: str,
+        labels: Sequence[str] | None = None,
+        sha256: str = "0" * 64,
+        metadata: dict[str, Any] | None = None,
+    ) -> LoadedModel:
+        """Wrap an in-memory fitted classifier (tests, notebooks); no file, so no verification.
+
+        >>> LoadedModel.from_estimator(pipe, name="tiny", version="1").labels  # doctest: +SKIP
+        ('negative', 'neutral', 'positive')
+        """
+        fitted = getattr(estimator, "classes_", None)
+        classes = [str(label) for label in fitted] if fitted is not None else []
+        order = tuple(str(label) for label in labels) if labels is not None else tuple(classes)
+        check_servable(estimator, order)  # no predict_proba, not fitted, labels != classes_
+        return cls(
+            name=name,
+            version=version,
+            sha256=sha256,
+            labels=order,
+            metadata=metadata if metadata is not None else {},
+            estimator=estimator,
+            columns=tuple(classes.index(label) for label in order),
+        )
+
+    def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """Shape ``(len(texts), len(labels))``, float64, each row summing to 1."""
+        import sklearn
+
+        if len(texts) == 0:
+            return np.empty((0, len(self.labels)), dtype=np.float64)
+        # inputs are strings we validated; skipping sklearn's per-call checks saves ~20% on
+        # a single text (the config is thread-local, so other threads are unaffected)
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            raw = self.estimator.predict_proba(list(texts))
+        proba = np.asarray(raw, dtype=np.float64)[:, self.columns]
+        # float32 features leave rows ~1e-7 off 1; callers and clients expect an exact sum
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba
+
+
+def load_model(path: Path) -> LoadedModel:
+    """Read, verify and load the model directory at ``path``."""
+    import skops.io
+
+    metadata = read_metadata(path)
+    artifact = path / metadata.artifact
+    try:
+        data = artifact.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelIntegrityError(
+            f"{METADATA_FILE} in {path} names {metadata.artifact}, which does not exist: "
+            f"retrain with `falcon model train --out {path}`."
+        ) from exc
+    actual = sha256_hex(data)
+    if actual != metadata.sha256:
+        raise ModelIntegrityError(
+            f"{artifact} has sha256 {actual} but {METADATA_FILE} records {metadata.sha256}: "
+            "the artifact was changed or corrupted after it was saved, so it is not loaded. "
+            f"Restore the original files or retrain with `falcon model train --out {path}`."
+        )
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # any parse failure of the archive means the same thing
+        raise ModelIntegrityError(
+            f"{artifact} is not a readable skops archive ({exc}): "
+            f"retrain with `falcon model train --out {path}`."
+        ) from exc
+    refused = disallowed_types(untrusted)
+    if refused:
+        raise ModelIntegrityError(
+            f"{artifact} contains types Falcon does not trust: {refused}. Loading it could run "
+            "code chosen by whoever wrote the file, so it is refused. Save a model built from "
+            "scikit-learn components with falcon_platform.model.artifact.save_model, or "
+            f"retrain the default with `falcon model train --out {path}`."
+        )
+    try:
+        estimator = skops.io.loads(data, trusted=untrusted)
+        check_servable(estimator, metadata.labels)
+    except FalconError as exc:
+        raise ModelIntegrityError(f"{artifact}: {exc.detail}") from exc
+    except Exception as exc:
+        raise ModelIntegrityError(
+            f"{artifact} could not be loaded ({type(exc).__name__}: {exc}); check the "
+            f"library versions in {METADATA_FILE} against this environment, or retrain."
+        ) from exc
+    model = LoadedModel.from_estimator(
+        estimator,
+        name=metadata.name,
+        version=metadata.version,
+        labels=metadata.labels,
+        sha256=metadata.sha256,
+        metadata=metadata.model_dump(mode="json"),
+    )
+    _self_check(model, artifact)
+    return model
+
+
+def _self_check(model: LoadedModel, artifact: Path) -> None:
+    """Fail at load time, not on the first request, if the model cannot score a text."""
+    try:
+        proba = model.predict_proba([_SELF_CHECK_TEXT])
+    except Exception as exc:
+        raise ModelIntegrityError(
+            f"{artifact} loaded but cannot score a text ({type(exc).__name__}: {exc}): "
+            "Falcon serves models whose predict_proba takes a list of strings."
+        ) from exc
+    if proba.shape != (1, len(model.labels)) or not np.isfinite(proba).all():
+        raise ModelIntegrityError(
+            f"{artifact} returned probabilities of shape {proba.shape} (expected "
+            f"(1, {len(model.labels)})) or non-finite values for a plain text."
+        )
+
+
+def train_and_save(
+    out_dir: Path,
+    *,
+    name: str = DEFAULT_MODEL_NAME,
+    corpus_path: Path | None = None,
+    config: TrainingConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> ModelMetadata:
+    """Train the default model on the corpus and save it into ``out_dir``."""
+    config = config or TrainingConfig()
+    corpus = load_corpus(corpus_path or default_corpus_path())
+    total = 4
+
+    def step(description: str, completed: int, _total: int) -> None:
+        if progress is not None:
+            progress(description, completed, total)
+
+    result = train_model(corpus, config, name=name, progress=step)
+    step("saving artifact", 3, total)
+    metadata = save_model(
+        result.estimator,
+        out_dir,
+        name=name,
+        version=result.version,
+        labels=result.labels,
+        metrics=result.metrics,
+        data_hash=result.data_hash,
+        training={"corpus": Path(corpus.source).name, "config": asdict(config)},
+    )
+    step("saved", 4, total)
+    return metadata
+
+
+def ensure_model(settings: Settings, progress: ProgressCallback | None = None) -> Path:
+    """Return ``settings.resolved_model_path``, training the default model there if empty.
+
+    Safe when several processes start at once: one trains under an exclusive lock into a
+    temporary directory and renames it into place (atomic); the others wait for the lock and
+    find the finished model. An existing model is never replaced (loading verifies it).
+    """
+    target = settings.resolved_model_path
+    if (target / METADATA_FILE).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(target.parent / f".{target.name}.lock"):
+        if (target / METADATA_FILE).exists():
+            return target
+        if target.exists() and any(target.iterdir()):
+            raise ModelNotFoundError(
+                f"{target} exists but holds no {METADATA_FILE}, so it is not a Falcon model "
+                "and Falcon will not overwrite it: move it away, or set FALCON_MODEL_PATH to "
+                "a model directory."
+            )
+        # under the lock, any staging directory left here belongs to a process that died
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        try:
+            train_and_save(staging, name=settings.model_name, progress=progress)
+            if target.exists():
+                target.rmdir()  # empty (checked above); rename() needs the name free or empty
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (stdlib: released by the kernel if we die)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
