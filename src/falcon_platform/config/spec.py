@@ -145,7 +145,8 @@ class AlertSpec(_Section):
     memory_growth_percent: float = Field(
         default=50, gt=0, le=100, description="Growth alert floor."
     )
-    memory_growth_window: Duration = Field(default=120.0, gt=0, description="Regression window.")
+    # Short on purpose: a worker's start-up ramp inside the window looks like growth.
+    memory_growth_window: Duration = Field(default=60.0, gt=0, description="Regression window.")
     memory_growth_horizon: Duration = Field(
         default=300.0, gt=0, description="Limit reached within."
     )

@@ -1,0 +1,126 @@
+"""Prometheus's own tool on Falcon's rules: `promtool check rules` and `promtool test rules`.
+
+The scenario tests (tests/promtool/*.test.yml) assert, step by step, the alerts the local
+evaluator fires; promtool passing them means Prometheus and the supervisor's evaluator
+agree on which alerts fire and when. Missing promtool skips locally and fails under CI=true.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from falcon_platform.config.spec import AlertSpec, Spec
+from falcon_platform.observability.alert_defs import alert_names
+from falcon_platform.observability.grafana import dashboard
+from falcon_platform.observability.rules import RULES_FILENAME, render_rules
+from falcon_platform.testing.alert_scenarios import (
+    load_scenario,
+    render_promtool_test,
+    run_evaluator,
+)
+
+pytestmark = pytest.mark.integration
+
+PROMTOOL_DIR = Path(__file__).parents[1] / "promtool"
+SCENARIOS = sorted((PROMTOOL_DIR / "scenarios").glob("*.yml"))
+TUNED = Spec(
+    alerts=AlertSpec(error_rate_critical=0.05, error_rate_for=30, memory_percent=70, memory_for=15)
+)
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "promtool is missing on CI: install Debian's 'prometheus' package (make system-deps)"
+            )
+        pytest.skip("promtool not installed (Debian package 'prometheus'); CI runs these")
+    return found
+
+
+def _run(promtool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+    )
+
+
+@pytest.mark.parametrize("spec", [Spec(), TUNED], ids=["default", "tuned"])
+def test_rendered_rules_pass_promtool_check(promtool: str, tmp_path: Path, spec: Spec) -> None:
+    rules = tmp_path / RULES_FILENAME
+    rules.write_text(render_rules(spec))
+    done = _run(promtool, "check", "rules", str(rules))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_checked_in_promtool_unit_tests_pass(promtool: str) -> None:
+    files = sorted(p.name for p in PROMTOOL_DIR.glob("*.test.yml"))
+    assert len(files) == len(SCENARIOS)
+    done = _run(promtool, "test", "rules", *files, cwd=PROMTOOL_DIR)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("SUCCESS") == len(files)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_prometheus_agrees_with_the_local_evaluator_under_a_tuned_spec(
+    promtool: str, tmp_path: Path, path: Path
+) -> None:
+    """Not only the defaults: other thresholds and `for` durations agree too."""
+    scenario = load_scenario(path)
+    (tmp_path / RULES_FILENAME).write_text(render_rules(TUNED))
+    test_file = tmp_path / f"{scenario.name}.test.yml"
+    test_file.write_text(
+        render_promtool_test(
+            scenario, run_evaluator(scenario, TUNED), alert_names(TUNED), RULES_FILENAME
+        )
+    )
+    done = _run(promtool, "test", "rules", test_file.name, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_catches_a_disagreement(promtool: str, tmp_path: Path) -> None:
+    """Rules rendered with a 2 m `for` fail the 1 m timeline: the agreement check can fail."""
+    scenario = load_scenario(PROMTOOL_DIR / "scenarios" / "error_spike.yml")
+    (tmp_path / RULES_FILENAME).write_text(render_rules(Spec(alerts=AlertSpec(error_rate_for=120))))
+    test_file = tmp_path / "spike.test.yml"
+    test_file.write_text(
+        render_promtool_test(
+            scenario, run_evaluator(scenario, Spec()), alert_names(Spec()), RULES_FILENAME
+        )
+    )
+    done = _run(promtool, "test", "rules", test_file.name, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "alertname: FalconHighErrorRate" in done.stdout + done.stderr
+
+
+def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:
+    """Every panel query (Grafana variables substituted) parses as PromQL."""
+    rules = []
+    for panel in dashboard(Spec())["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "5m").replace("$release", ".*")
+            rules.append(
+                {
+                    "record": f"dashboard:{re.sub(r'[^a-z0-9]+', '_', panel['title'].lower())}",
+                    "expr": expr,
+                }
+            )
+    assert len(rules) >= 20
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    done = _run(promtool, "check", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_deploy_example_prometheus_config_and_rules_pass_promtool(promtool: str) -> None:
+    deploy = Path(__file__).parents[2] / "deploy" / "prometheus"
+    done = _run(promtool, "check", "config", "prometheus.yml", cwd=deploy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "falcon-rules.yml" in done.stdout  # the rule file was found and checked too

@@ -1,0 +1,55 @@
+"""`falcon render prometheus|grafana`: stdout by default, atomic files with --out, spec errors exit 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from falcon_platform.cli.main import app
+from falcon_platform.config.spec import Spec
+from falcon_platform.observability.rules import render_rules
+
+FALCON = str(Path(sys.executable).parent / "falcon")
+
+
+def test_render_prometheus_prints_the_rules_to_stdout(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # no falcon.yaml here: the built-in defaults
+    result = CliRunner().invoke(app, ["render", "prometheus"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == render_rules(Spec())
+
+
+def test_render_with_out_writes_files_and_reads_the_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "falcon.yaml"
+    spec.write_text("alerts:\n  error_rate_critical: 0.05\n")
+    out = tmp_path / "rendered"
+    for what in ("prometheus", "grafana"):
+        done = subprocess.run(
+            [FALCON, "render", what, "--spec", str(spec), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ""
+        assert "wrote" in done.stderr
+    assert "falcon:request_error_ratio:rate1m > 0.05" in (out / "falcon-rules.yml").read_text()
+    assert json.loads((out / "falcon-dashboard.json").read_text())["schemaVersion"] >= 36
+
+
+def test_a_bad_spec_is_a_readable_error_with_exit_code_2(tmp_path: Path) -> None:
+    spec = tmp_path / "falcon.yaml"
+    spec.write_text("alerts:\n  memory_precent: 80\n")
+    done = subprocess.run(
+        [FALCON, "render", "prometheus", "--spec", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "memory_precent" in done.stderr
+    assert done.stdout == ""
