@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default="auto",
         description="auto = a memory cgroup when the supervisor may create one, else the RSS watchdog.",
     )
+    zygote: bool = Field(
+        default=True,
+        description="Fork workers from a preloaded process per release (fast restarts).",
+    )
 
     # --- model ------------------------------------------------------------------------------
     model_name: str = Field(default="sentiment", pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -79,15 +83,18 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=10_000, ge=1, le=1_000_000)
     max_batch_items: int = Field(default=256, ge=1, le=10_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # A client that stops sending its body mid-way gets 408 after this, instead of holding a
+    # connection and a task forever (uvicorn has no body-read timeout of its own).
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     # --- micro-batcher ----------------------------------------------------------------------
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     queue_max: int = Field(default=2048, ge=1, le=1_000_000)
     inference_timeout_ms: float = Field(default=5000, gt=0, le=600_000)
-    # Where predict_proba runs: "inline" (on the event loop) or "thread" (one worker thread,
-    # the loop parses requests meanwhile but fights it for the GIL). Measured: inline wins
-    # on one core (docs/CAPACITY_PLAN.md; `bench/run.py --compare-executors`).
+    # Where predict_proba runs: "inline" (on the event loop) or "thread" (one worker thread: the
+    # loop stalls less, but on one core the GIL handoffs cost CPU). Picked by measurement:
+    # docs/CAPACITY_PLAN.md, `bench/run.py --compare-executors`.
     batch_executor: Literal["thread", "inline"] = "inline"
     # Serve POST /infer and v2 infer through the lean raw-ASGI path (same rules and bodies as
     # the FastAPI routes, which stay declared for OpenAPI). Off = every request via FastAPI.

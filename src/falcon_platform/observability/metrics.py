@@ -1,0 +1,202 @@
+"""A worker's Prometheus metrics: one ``CollectorRegistry`` per app, children bound up front.
+
+Names come from :mod:`observability.names`; every series carries ``worker`` and
+``release``. The hot path touches pre-bound label children only (a dict lookup
+keyed by plain tuples, no ``labels()`` call); store, queue, RSS and fault values
+are read by collectors at scrape time, so they cost nothing per request::
+
+    metrics = ServingMetrics(worker="w0", release="r1")
+    metrics.observe_request("/infer", 200, "miss", 0.004)
+    body, content_type = metrics.render()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import psutil
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from falcon_platform import __version__
+from falcon_platform.observability import names
+from falcon_platform.stores.base import StoreStats
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+ENDPOINTS = ("/infer", "/infer/batch", "/v2/infer")
+BASE = ("worker", "release")
+
+
+class _StoreCollector(Collector):
+    """Request-log and circuit-breaker numbers, read from ``stores.stats()`` at scrape time."""
+
+    def __init__(self, worker: str, release: str, stats: Callable[[], StoreStats]) -> None:
+        self._base = [worker, release]
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        s = self._stats()
+
+        def counter(name: str, doc: str, value: float) -> Metric:
+            family = CounterMetricFamily(name, doc, labels=BASE)
+            family.add_metric(self._base, value)
+            return family
+
+        def gauge(name: str, doc: str, value: float) -> Metric:
+            family = GaugeMetricFamily(name, doc, labels=BASE)
+            family.add_metric(self._base, value)
+            return family
+
+        yield counter(names.REQUEST_LOG_WRITTEN, "Request-log rows committed.", s.rows_written)
+        yield gauge(names.REQUEST_LOG_PENDING, "Request-log rows on disk, not yet committed.",
+                    s.rows_pending)  # fmt: skip
+        yield counter(names.REQUEST_LOG_SPILLED, "Rows kept on disk while the DB was away.",
+                      s.rows_spilled)  # fmt: skip
+        yield counter(names.REQUEST_LOG_LOST, "Request-log rows lost (must stay 0).", s.rows_lost)
+        yield gauge(names.REQUEST_LOG_DISK_BYTES, "Request-log spool bytes on disk.", s.disk_bytes)
+        yield gauge(names.REQUEST_LOG_DISK_BUDGET, "Request-log spool disk budget.",
+                    s.disk_budget_bytes)  # fmt: skip
+        state = GaugeMetricFamily(
+            names.BREAKER_STATE, "Breaker state: 0 closed, 1 open, 2 half-open.",
+            labels=[*BASE, "dependency"],
+        )  # fmt: skip
+        for dependency, value in sorted(s.breaker_states.items()):
+            state.add_metric([*self._base, dependency], value)
+        yield state
+        moves = CounterMetricFamily(
+            names.BREAKER_TRANSITIONS, "Breaker transitions.",
+            labels=[*BASE, "dependency", "to_state"],
+        )  # fmt: skip
+        for (dependency, to_state), count in sorted(s.breaker_transitions.items()):
+            moves.add_metric([*self._base, dependency, to_state], count)
+        yield moves
+
+
+class _FaultCollector(Collector):
+    def __init__(
+        self, worker: str, release: str, profile: str, active: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self._labels = [worker, release]
+        self._profile = profile
+        self._active = active
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            names.FAULTS_ACTIVE, "Injected faults active (1 per fault).",
+            labels=[*BASE, "fault", "profile"],
+        )  # fmt: skip
+        for fault in sorted(self._active()):
+            family.add_metric([*self._labels, fault, self._profile], 1)
+        yield family
+
+
+class ServingMetrics:
+    """Everything one worker exposes on ``/metrics``."""
+
+    def __init__(
+        self,
+        *,
+        worker: str,
+        release: str,
+        profile: str = "dev",
+        memory_limit_bytes: int = 0,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.worker, self.release, self.profile = worker, release, profile
+        # The *_created series double the exposition and nothing here reads them (process-wide).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r, base = self.registry, (worker, release)
+        self._requests = Counter(names.REQUESTS, "Requests by endpoint, HTTP status and cache.",
+                                 [*BASE, "endpoint", "status", "cache"], registry=r)  # fmt: skip
+        self._duration = Histogram(names.REQUEST_DURATION, "Request latency (seconds).",
+                                   [*BASE, "endpoint"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self._errors = Counter(names.ERRORS, "Errors by type.", [*BASE, "type"], registry=r)
+        batch = Histogram(names.BATCH_SIZE, "Texts per predict_proba call.", BASE,
+                          buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
+        self._queue = Gauge(names.QUEUE_DEPTH, "Texts waiting for the model.", BASE, registry=r)
+        inflight = Gauge(names.INFLIGHT, "Requests being served.", BASE, registry=r)
+        hits = Counter(names.CACHE_HITS, "Response-cache hits (texts).", BASE, registry=r)
+        misses = Counter(names.CACHE_MISSES, "Response-cache misses (texts).", BASE, registry=r)
+        idem = Counter(names.IDEMPOTENCY_HITS, "Idempotent replays.", BASE, registry=r)
+        self._degraded = Counter(names.DEGRADED_RESPONSES, "Responses served while a "
+                                 "dependency was degraded.", [*BASE, "dependency"], registry=r)  # fmt: skip
+        rss = Gauge(names.RSS, "Resident memory of this worker (bytes).", BASE, registry=r)
+        process = psutil.Process()
+        rss.labels(*base).set_function(lambda: float(process.memory_info().rss))
+        limit = Gauge(names.MEMORY_LIMIT, "Memory limit (bytes, 0 = none).", BASE, registry=r)
+        limit.labels(*base).set(memory_limit_bytes)
+        self._model_info = Gauge(names.MODEL_INFO, "The model served (value 1).",
+                                 [*BASE, "name", "version", "sha256"], registry=r)  # fmt: skip
+        build = Gauge(names.BUILD_INFO, "Falcon build (value 1).", [*BASE, "version"], registry=r)
+        build.labels(*base, __version__).set(1)
+
+        # Bound children: the hot path never calls labels().
+        self.batch_size = batch.labels(*base)
+        self.inflight = inflight.labels(*base)
+        self.cache_hits = hits.labels(*base)
+        self.cache_misses = misses.labels(*base)
+        self.idempotency_hits = idem.labels(*base)
+        self._request_children: dict[tuple[str, int, str], Any] = {}
+        self._duration_children: dict[str, Any] = {}
+        self._error_children: dict[str, Any] = {}
+        for endpoint in ENDPOINTS:
+            self._duration_children[endpoint] = self._duration.labels(*base, endpoint)
+            for cache in ("hit", "miss"):
+                self._request_children[(endpoint, 200, cache)] = self._requests.labels(
+                    *base, endpoint, "200", cache
+                )
+
+    # --- wiring (at start) -------------------------------------------------------------------
+    def bind_model(self, name: str, version: str, sha256: str) -> None:
+        self._model_info.clear()
+        self._model_info.labels(self.worker, self.release, name, version, sha256).set(1)
+
+    def bind_queue(self, depth: Callable[[], int]) -> None:
+        self._queue.labels(self.worker, self.release).set_function(lambda: float(depth()))
+
+    def bind_stores(self, stats: Callable[[], StoreStats]) -> None:
+        self.registry.register(_StoreCollector(self.worker, self.release, stats))
+
+    def bind_faults(self, active: Callable[[], Mapping[str, float]]) -> None:
+        self.registry.register(_FaultCollector(self.worker, self.release, self.profile, active))
+
+    # --- hot path ----------------------------------------------------------------------------
+    def observe_request(self, endpoint: str, status: int, cache: str, seconds: float) -> None:
+        key = (endpoint, status, cache)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._requests.labels(self.worker, self.release, endpoint, str(status), cache)
+            self._request_children[key] = child
+        child.inc()
+        duration = self._duration_children.get(endpoint)
+        if duration is None:
+            duration = self._duration.labels(self.worker, self.release, endpoint)
+            self._duration_children[endpoint] = duration
+        duration.observe(seconds)
+
+    def observe_error(self, code: str) -> None:
+        child = self._error_children.get(code)
+        if child is None:
+            child = self._errors.labels(self.worker, self.release, code)
+            self._error_children[code] = child
+        child.inc()
+
+    def observe_degraded(self, dependencies: Iterable[str]) -> None:
+        for dependency in dependencies:
+            self._degraded.labels(self.worker, self.release, dependency).inc()
+
+    # --- exposition --------------------------------------------------------------------------
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

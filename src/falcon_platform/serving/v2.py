@@ -1,0 +1,204 @@
+"""Open Inference Protocol v2 tensors: parse a request's BYTES input, render the outputs.
+
+Pure functions over bytes. Supports the JSON form and the binary-data
+extension Triton's clients use by default (a JSON header of
+``Inference-Header-Content-Length`` bytes, then raw tensors; a BYTES element is
+a 4-byte little-endian length and its bytes)::
+
+    >>> req = parse_v2_infer(b'{"inputs": [{"name": "text", "shape": [2], '
+    ...     b'"datatype": "BYTES", "data": ["good", "bad"]}]}', None, max_chars=100, max_items=8)
+    >>> req.texts
+    ['good', 'bad']
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from falcon_platform.errors import MalformedRequestError, NotFoundError
+from falcon_platform.model.base import ServableModel
+from falcon_platform.serving.schemas import V2InferRequest, V2ModelMetadata, V2TensorMetadata
+from falcon_platform.serving.validation import decode_utf8, describe_validation_error
+
+INPUT_NAME = "text"
+LABEL_OUTPUT = "label"
+PROBS_OUTPUT = "probabilities"
+OUTPUT_NAMES = (LABEL_OUTPUT, PROBS_OUTPUT)
+_LEN = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class V2Request:
+    texts: list[str]
+    id: str | None
+    outputs: tuple[str, ...]  # names to return, in order
+    binary: frozenset[str]  # names to return as binary data
+
+
+def model_metadata(name: str, version: str, n_labels: int) -> V2ModelMetadata:
+    return V2ModelMetadata(
+        name=name,
+        versions=[version],
+        platform="sklearn",
+        inputs=[V2TensorMetadata(name=INPUT_NAME, datatype="BYTES", shape=[-1])],
+        outputs=[
+            V2TensorMetadata(name=LABEL_OUTPUT, datatype="BYTES", shape=[-1]),
+            V2TensorMetadata(name=PROBS_OUTPUT, datatype="FP32", shape=[-1, n_labels]),
+        ],
+    )
+
+
+def check_served(model: ServableModel, name: str, version: str | None = None) -> None:
+    """404 unless ``name`` (and ``version``, if given) is the model this server serves."""
+    if name != model.name or version not in (None, model.version):
+        asked = name + (f" version {version}" if version else "")
+        raise NotFoundError(
+            f"model {asked!r} is not served here; this server serves {model.name!r} version "
+            f"{model.version!r} (GET /v2/models/{model.name})"
+        )
+
+
+def _bad(detail: str) -> MalformedRequestError:
+    return MalformedRequestError(f"malformed v2 inference request: {detail}")
+
+
+def _split_binary(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return raw, b""
+    if not header_length.isdigit() or int(header_length) > len(raw):
+        raise _bad(
+            f"Inference-Header-Content-Length {header_length[:20]!r} is not a length "
+            f"within the {len(raw)}-byte body"
+        )
+    n = int(header_length)
+    return raw[:n], raw[n:]
+
+
+def _decode_binary_bytes(blob: bytes) -> list[str]:
+    texts: list[str] = []
+    offset = 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise _bad("truncated BYTES element length in the binary data")
+        (size,) = _LEN.unpack_from(blob, offset)
+        offset += 4
+        if offset + size > len(blob):
+            raise _bad("a BYTES element runs past the end of the binary data")
+        texts.append(decode_utf8(blob[offset : offset + size]))
+        offset += size
+    return texts
+
+
+def _flatten(data: Sequence[Any]) -> list[Any]:
+    if data and all(isinstance(x, list) for x in data):
+        return [y for x in data for y in x]
+    return list(data)
+
+
+def parse_v2_infer(
+    raw: bytes, header_length: str | None, *, max_chars: int, max_items: int
+) -> V2Request:
+    """Body (+ optional binary section) → the texts and which outputs to return how."""
+    head, binary = _split_binary(raw, header_length)
+    try:
+        req = V2InferRequest.model_validate_json(head)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            if err["type"] == "json_invalid":
+                decode_utf8(head)
+                raise _bad(f"the body is not valid JSON ({err['msg']})") from None
+        raise _bad(describe_validation_error(exc)) from None
+    if len(req.inputs) != 1:
+        raise _bad(f"expected exactly one input tensor ('{INPUT_NAME}'), got {len(req.inputs)}")
+    tensor = req.inputs[0]
+    if tensor.datatype != "BYTES":
+        raise _bad(f"input '{tensor.name}' must have datatype BYTES, not {tensor.datatype!r}")
+    if not tensor.shape or any(d < 0 for d in tensor.shape) or len(tensor.shape) > 2:
+        raise _bad(f"input shape {tensor.shape} must be [n] or [n, 1]")
+    if len(tensor.shape) == 2 and tensor.shape[1] != 1:
+        raise _bad(f"input shape {tensor.shape} must be [n] or [n, 1] (one text per row)")
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or size != len(binary):
+            raise _bad(f"binary_data_size {size!r} does not match the {len(binary)} binary bytes")
+        texts: list[Any] = _decode_binary_bytes(binary)
+    elif tensor.data is None:
+        raise _bad(f"input '{tensor.name}' has no 'data' and no binary_data_size")
+    else:
+        texts = _flatten(tensor.data)
+    n = tensor.shape[0]
+    if len(texts) != n:
+        raise _bad(f"shape {tensor.shape} says {n} texts but the data holds {len(texts)}")
+    if n == 0:
+        raise _bad("the input holds no texts; send at least one")
+    if n > max_items:
+        raise _bad(f"{n} texts is over the {max_items} limit (FALCON_MAX_BATCH_ITEMS)")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise _bad(f"element {i} of '{tensor.name}' is {type(text).__name__}, not a string")
+        if len(text) > max_chars:
+            raise _bad(f"element {i} is {len(text):,} characters, over the {max_chars:,} limit")
+        if not text.strip():
+            raise _bad(f"element {i} is blank; send at least one non-space character")
+    return V2Request(texts, req.id, *_outputs(req))
+
+
+def _outputs(req: V2InferRequest) -> tuple[tuple[str, ...], frozenset[str]]:
+    binary_default = bool((req.parameters or {}).get("binary_data_output", False))
+    if not req.outputs:
+        return OUTPUT_NAMES, frozenset(OUTPUT_NAMES) if binary_default else frozenset()
+    names, binary = [], set()
+    for out in req.outputs:
+        if out.name not in OUTPUT_NAMES:
+            raise _bad(f"unknown output {out.name!r}; this model has {list(OUTPUT_NAMES)}")
+        names.append(out.name)
+        if bool((out.parameters or {}).get("binary_data", binary_default)):
+            binary.add(out.name)
+    return tuple(names), frozenset(binary)
+
+
+def render_v2_response(
+    *,
+    model_name: str,
+    model_version: str,
+    request: V2Request,
+    labels: Sequence[str],
+    rows: Sequence[Sequence[float]],
+) -> tuple[bytes, int | None]:
+    """The response body and, when any output is binary, the JSON header's length."""
+    n, k = len(rows), len(labels)
+    predicted = [labels[max(range(k), key=row.__getitem__)] for row in rows]
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name in request.outputs:
+        if name == LABEL_OUTPUT:
+            out: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": [n]}
+            if name in request.binary:
+                blob = b"".join(_LEN.pack(len(b)) + b for b in (p.encode() for p in predicted))
+            else:
+                out["data"] = predicted
+        else:
+            out = {"name": name, "datatype": "FP32", "shape": [n, k]}
+            if name in request.binary:
+                blob = np.asarray(rows, dtype="<f4").tobytes()
+            else:
+                out["data"] = [p for row in rows for p in row]
+        if name in request.binary:
+            out["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        outputs.append(out)
+    body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request.id is not None:
+        body["id"] = request.id
+    body["outputs"] = outputs
+    header = orjson.dumps(body)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)

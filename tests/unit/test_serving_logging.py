@@ -1,0 +1,100 @@
+"""Structured logs: one JSON access line per request; console format on request."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from test_serving_cases import settings_for, tiny_model
+
+from falcon_platform.observability.logging import configure_logging
+from falcon_platform.serving.app import create_app
+from falcon_platform.testing.stores import fake_stores
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+async def test_one_json_line_per_request_with_the_fields_an_sre_needs(
+    tmp_path: Path, restore_root_logger: None
+) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    app = create_app(
+        settings_for(tmp_path, worker_id="w2", release="r9"),
+        model=tiny_model(),
+        stores=fake_stores(),
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://f") as client:
+            await client.post("/infer", json={"text": "fine"}, headers={"x-request-id": "log-1"})
+            await client.post("/infer", json={"text": ""}, headers={"x-request-id": "log-2"})
+    _flush()
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["logger"] == "falcon.access"]
+    assert [a["request_id"] for a in access] == ["log-1", "log-2"]
+    first, second = access
+    assert first["level"] == "info"
+    assert first["ts"].endswith("Z")
+    assert (first["worker"], first["release"], first["model_version"]) == ("w2", "r9", "tiny-1")
+    assert (first["endpoint"], first["status"], first["cache"]) == ("/infer", 200, "miss")
+    assert first["latency_ms"] > 0
+    assert (second["status"], second["error_type"]) == (422, "invalid_input")
+
+
+def test_console_format_is_one_readable_line(restore_root_logger: None) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "console", stream=stream)
+    logging.getLogger("falcon.access").info("request", extra={"fields": {"status": 200}})
+    _flush()
+    line = stream.getvalue().strip()
+    assert "INFO" in line
+    assert "falcon.access request status=200" in line
+    assert not line.startswith("{")
+
+
+def test_info_lines_are_written_within_the_flush_interval(restore_root_logger: None) -> None:
+    """Buffered, but never stuck: an INFO line reaches the stream within ~0.25 s."""
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    logging.getLogger("falcon.access").info("buffered")
+    deadline = time.monotonic() + 5
+    while "buffered" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "buffered" in stream.getvalue()
+
+
+def test_warnings_are_written_at_once(restore_root_logger: None) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    logging.getLogger("falcon").warning("loud")
+    assert "loud" in stream.getvalue()
+
+
+def test_configure_logging_is_idempotent(restore_root_logger: None) -> None:
+    configure_logging("INFO", "json", stream=io.StringIO())
+    configure_logging("WARNING", "json", stream=io.StringIO())
+    ours = [h for h in logging.getLogger().handlers if h.get_name() == "falcon"]
+    assert len(ours) == 1
+    assert logging.getLogger().level == logging.WARNING

@@ -1,0 +1,219 @@
+"""Pure request validation, v2 tensor parsing/rendering, request ids, error mapping, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import tracemalloc
+
+import orjson
+import pytest
+
+from falcon_platform import errors
+from falcon_platform.serving.body import BodyReader, BodyTimeoutError
+from falcon_platform.serving.errors import error_response, resolve_request_id
+from falcon_platform.serving.inference import client_id
+from falcon_platform.serving.predictor import cache_key, decode_row, encode_row, text_hash
+from falcon_platform.serving.v2 import V2Request, parse_v2_infer, render_v2_response
+from falcon_platform.serving.validation import (
+    check_content_length,
+    check_content_type,
+    parse_batch,
+    parse_infer,
+)
+
+
+def test_parse_infer_returns_the_text_untouched() -> None:
+    assert parse_infer(b'{"text": "  not bad at all "}', max_chars=100) == "  not bad at all "
+
+
+def test_text_limit_is_inclusive() -> None:
+    assert parse_infer(orjson.dumps({"text": "a" * 10}), max_chars=10) == "a" * 10
+    with pytest.raises(errors.InvalidInputError, match="over the 10 limit"):
+        parse_infer(orjson.dumps({"text": "a" * 11}), max_chars=10)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "words"),
+    [
+        (b'{"text": 1}', errors.InvalidInputError, "valid string"),
+        (b"{}", errors.InvalidInputError, "Field required"),
+        (b'{"text": "a", "x": 1}', errors.InvalidInputError, "unknown field"),
+        (b'{"text": "a"', errors.MalformedRequestError, "not valid JSON"),
+        (b'{"text": "\xff"}', errors.MalformedRequestError, "not valid UTF-8"),
+    ],
+)
+def test_parse_infer_says_what_is_wrong(raw: bytes, error: type[Exception], words: str) -> None:
+    with pytest.raises(error, match=words):
+        parse_infer(raw, max_chars=100)
+
+
+def test_parse_batch_names_the_bad_item_and_the_limit() -> None:
+    with pytest.raises(errors.InvalidInputError, match=r"texts\[1\]"):
+        parse_batch(b'{"texts": ["ok", ""]}', max_chars=100, max_items=5)
+    with pytest.raises(errors.InvalidInputError, match="over the 2 limit"):
+        parse_batch(b'{"texts": ["a", "b", "c"]}', max_chars=100, max_items=2)
+
+
+@pytest.mark.parametrize(
+    "value", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+def test_json_content_types_are_accepted(value: str) -> None:
+    check_content_type(value)
+
+
+@pytest.mark.parametrize("value", [None, "text/plain", "application/jsonx", "multipart/form-data"])
+def test_other_content_types_are_refused(value: str | None) -> None:
+    with pytest.raises(errors.UnsupportedMediaTypeError):
+        check_content_type(value)
+
+
+def test_v2_may_omit_content_type_as_triton_clients_do() -> None:
+    check_content_type(None, allow_missing=True)
+    check_content_type("application/octet-stream", allow_missing=True)
+
+
+def test_declared_length_over_limit_is_refused_before_reading() -> None:
+    assert check_content_length("1024", 1024) == 1024
+    with pytest.raises(errors.PayloadTooLargeError):
+        check_content_length("1025", 1024)
+    with pytest.raises(errors.MalformedRequestError):
+        check_content_length("-1", 1024)
+
+
+def test_request_ids() -> None:
+    assert resolve_request_id("01HZX-abc.def:1") == "01HZX-abc.def:1"
+    for bad in (None, "", "a" * 129, "has space", "-leading-dash", "ü"):
+        generated = resolve_request_id(bad)
+        assert len(generated) == 32
+        assert generated != bad
+    assert resolve_request_id(None) != resolve_request_id(None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (errors.InvalidInputError("x"), 422),
+        (errors.MalformedRequestError("x"), 400),
+        (errors.NotFoundError("x"), 404),
+        (errors.PayloadTooLargeError("x"), 413),
+        (errors.UnsupportedMediaTypeError("x"), 415),
+        (errors.IdempotencyConflictError("x"), 422),
+        (errors.OverloadedError("x", retry_after_s=3), 503),
+        (errors.InferenceTimeoutError("x"), 504),
+        (errors.ModelError("x"), 503),
+        (errors.DependencyError("x"), 503),
+        (errors.FalconError("x"), 500),
+    ],
+)
+def test_every_falcon_error_maps_to_its_status_and_code(
+    exc: errors.FalconError, status: int
+) -> None:
+    resp = error_response(exc, "rid")
+    assert resp.status == status
+    assert orjson.loads(resp.body) == {"error": exc.code, "detail": "x", "request_id": "rid"}
+    retry = dict(resp.headers).get(b"retry-after")
+    assert retry == (b"3" if isinstance(exc, errors.OverloadedError) else None)
+
+
+def test_cache_key_depends_on_model_version_and_text() -> None:
+    h = text_hash("same text")
+    assert cache_key("v1", h) != cache_key("v2", h)
+    assert cache_key("v1", h) == cache_key("v1", text_hash("same text"))
+    assert cache_key("v1", h) != cache_key("v1", text_hash("same text "))
+
+
+def test_client_id_prefers_the_credential_and_hides_it() -> None:
+    by_key = client_id(b"secret-key", ("10.0.0.1", 5555))
+    assert by_key == client_id(b"secret-key", ("10.0.0.2", 1))
+    assert "secret" not in by_key
+    assert len(by_key) == 16
+    assert client_id(None, ("10.0.0.1", 1)) == client_id(None, ("10.0.0.1", 2))
+    assert client_id(None, ("10.0.0.1", 1)) != client_id(None, ("10.0.0.2", 1))
+
+
+def test_v2_binary_bytes_tensor_is_decoded() -> None:
+    texts = [b"one", "tw\u00f6".encode()]
+    blob = b"".join(struct.pack("<I", len(t)) + t for t in texts)
+    head = orjson.dumps({"inputs": [{"name": "t", "shape": [2], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(blob)}}]})  # fmt: skip
+    req = parse_v2_infer(head + blob, str(len(head)), max_chars=10, max_items=4)
+    assert req.texts == ["one", "tw\u00f6"]
+
+
+def test_v2_truncated_binary_is_malformed() -> None:
+    blob = struct.pack("<I", 10) + b"abc"
+    head = orjson.dumps({"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(blob)}}]})  # fmt: skip
+    with pytest.raises(errors.MalformedRequestError, match="runs past the end"):
+        parse_v2_infer(head + blob, str(len(head)), max_chars=10, max_items=4)
+
+
+def test_v2_render_json_and_selected_outputs() -> None:
+    req = V2Request(["a", "b"], "id-1", ("probabilities",), frozenset())
+    body, header_len = render_v2_response(
+        model_name="m", model_version="1", request=req, labels=("neg", "pos"),
+        rows=[[0.25, 0.75], [0.5, 0.5]],
+    )  # fmt: skip
+    assert header_len is None
+    out = orjson.loads(body)
+    assert out["id"] == "id-1"
+    assert out["outputs"] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [2, 2],
+         "data": [0.25, 0.75, 0.5, 0.5]}
+    ]  # fmt: skip
+
+
+async def test_body_reader_answers_408_when_the_body_stalls() -> None:
+    """A client that stops mid-body gets a 408, not a task held forever."""
+
+    async def stalled() -> dict[str, object]:
+        await asyncio.sleep(3600)
+        return {}
+
+    reader = BodyReader(limit=1024, timeout_s=0.2)
+    reader.start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(BodyTimeoutError) as info:
+            await reader.read(stalled)
+        assert 0.2 <= loop.time() - started < 2
+        assert info.value.http_status == 408
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    finally:
+        await reader.stop()
+
+
+async def test_body_reader_joins_chunks_and_cuts_at_the_limit() -> None:
+    chunks = iter([b'{"te', b'xt": "', b'ok"}'])
+
+    async def receive() -> dict[str, object]:
+        chunk = next(chunks)
+        return {"type": "http.request", "body": chunk, "more_body": chunk != b'ok"}'}
+
+    reader = BodyReader(limit=1024, timeout_s=5)
+    reader.start()
+    try:
+        assert await reader.read(receive) == b'{"text": "ok"}'
+        chunks = iter([b"a" * 600, b"a" * 600, b""])
+        with pytest.raises(errors.PayloadTooLargeError):
+            await reader.read(receive)
+    finally:
+        await reader.stop()
+
+
+def test_cached_rows_are_exact_size_and_round_trip() -> None:
+    """Cache values are packed float64s: exact, and 8 bytes per label (no 4 KiB JSON blocks)."""
+    row = [0.1, 0.2, 0.7000000000000001]
+    packed = encode_row(row)
+    assert len(packed) == 24
+    assert decode_row(packed) == row
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [encode_row([i / 3, 0.5, 0.25]) for i in range(1000)]
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_value < 200
