@@ -1,10 +1,490 @@
-"""Top-level runtime commands, registered on the main app."""
+"""Runtime commands: up, down, status, check-health, restart, events, worker.
+
+    falcon up --workers 2                 # foreground; Ctrl-C drains and stops everything
+    falcon up --detach && falcon status   # background; `falcon down` stops it
+    falcon check-health || page-someone
+    falcon events --since 10m --kind worker_exited --json
+
+Every command except `up` and `worker` talks only to the supervisor's control API.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from falcon_platform.errors import ConfigError, RuntimeStateError, SupervisorUnreachableError
+
+if TYPE_CHECKING:
+    from falcon_platform.config.settings import Settings
+    from falcon_platform.runtime.client import ControlClient
+
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="dev, staging or prod (default FALCON_PROFILE)."),
+]
+EnvFileOpt = Annotated[
+    Path | None, typer.Option("--env-file", help="Env file to use instead of ./.env.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+OverrideOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--override-gate", help="Start despite gate violations; the reason is journalled."
+    ),
+]
+FaultsOpt = Annotated[
+    bool, typer.Option("--allow-faults", help="Allow FALCON_FAULTS (a deliberate fault drill).")
+]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _settings(
+    profile: str | None = None, env_file: Path | None = None, **overrides: Any
+) -> Settings:
+    from falcon_platform.config.settings import load_settings
+
+    return load_settings(profile=profile, env_file=env_file, **overrides)
+
+
+def _client(settings: Settings, timeout: float = 10.0) -> ControlClient:
+    from falcon_platform.runtime.client import ControlClient
+
+    return ControlClient.from_settings(settings, timeout=timeout)
+
+
+def _mb(value: Any) -> str:
+    return "-" if value in (None, 0) else f"{value / 1_048_576:.0f}"
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def _ensure_model(settings: Settings) -> None:
+    """Train the default model on first start, with a progress bar (model.registry)."""
+    from falcon_platform.model.registry import ensure_model
+
+    if settings.model_path is not None:
+        return  # an explicit FALCON_MODEL_PATH is the operator's model: never train over it
+    if settings.resolved_model_path.exists():
+        ensure_model(settings)
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=_err()
+    ) as bar:
+        task = bar.add_task("training the default model (first start only)", total=None)
+
+        def progress(description: str, completed: int, total: int) -> None:
+            bar.update(task, description=description, completed=completed, total=total)
+
+        ensure_model(settings, progress=progress)
+
+
+def up(
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-w", min=1, help="Worker processes (default: cores)."),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run in the background; stop with `falcon down`.")
+    ] = False,
+    override_gate: OverrideOpt = None,
+    allow_faults: FaultsOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
+    spec_path: Annotated[
+        Path | None, typer.Option("--spec", help="Spec file (default FALCON_SPEC_PATH).")
+    ] = None,
+) -> None:
+    """Start the supervisor: the public socket, N workers, the control API."""
+    import asyncio
+
+    from falcon_platform.config.gate import enforce_gate
+    from falcon_platform.config.specfile import load_spec
+    from falcon_platform.observability.logging import configure_logging
+
+    settings = _settings(profile, env_file, **({"spec_path": spec_path} if spec_path else {}))
+    spec = load_spec(settings.spec_path)
+    outcome = enforce_gate(settings, spec, override_reason=override_gate, allow_faults=allow_faults)
+    if outcome.overridden:
+        _err().print(f"[bold red]{outcome.summary()}[/]")
+    worker_args: list[str] = []
+    if override_gate:
+        worker_args += ["--override-gate", override_gate]
+    if allow_faults:
+        worker_args.append("--allow-faults")
+    if profile:
+        worker_args += ["--profile", profile]
+    if env_file:
+        worker_args += ["--env-file", str(env_file.resolve())]
+    if detach:
+        _detach(settings, workers, worker_args, spec_path)
+        return
+    configure_logging(settings.log_level, settings.log_format)
+    _ensure_model(settings)
+    from falcon_platform.runtime.service import serve
+
+    def announce(supervisor: Any) -> None:
+        n = sum(supervisor.desired.values())
+        _out().print(
+            f"Falcon is starting {n} worker(s) on {supervisor.url} "
+            f"(control API {_control_where(settings)}; Ctrl-C stops)\n"
+            f"  curl -s -X POST {supervisor.url}/infer -H 'Content-Type: application/json' "
+            '-d \'{"text": "I love this product"}\''
+        )
+
+    code = asyncio.run(
+        serve(
+            settings,
+            spec,
+            workers=workers,
+            gate=outcome,
+            worker_args=worker_args,
+            on_listening=announce,
+        )
+    )
+    raise typer.Exit(code)
+
+
+def _control_where(settings: Settings) -> str:
+    from falcon_platform.runtime.client import control_url
+
+    return control_url(settings)
+
+
+def _detach(
+    settings: Settings, workers: int | None, worker_args: list[str], spec_path: Path | None
+) -> None:
+    """Start `falcon up` in its own session, wait until its workers are ready, print where."""
+    _ensure_model(settings)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.run_dir / "supervisor.log"
+    args = [sys.executable, "-m", "falcon_platform.runtime", "up"]
+    if workers:
+        args += ["--workers", str(workers)]
+    if spec_path:
+        args += ["--spec", str(spec_path.resolve())]
+    args += worker_args
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True
+        )
+    deadline = time.monotonic() + 120
+    with _client(settings, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise RuntimeStateError(
+                    f"the supervisor exited at start (code {proc.returncode}); last lines of "
+                    f"{log_path}:\n" + "\n".join(tail)
+                )
+            try:
+                status = client.status()
+            except SupervisorUnreachableError:
+                time.sleep(0.2)
+                continue
+            if status["supervisor"]["pid"] != proc.pid:
+                time.sleep(0.2)
+                continue
+            sup = status["supervisor"]
+            failed = [w for w in status["workers"] if w["state"] == "failed"]
+            if failed:
+                raise RuntimeStateError(
+                    f"the supervisor (pid {proc.pid}) runs, but worker {failed[0]['worker']} cannot "
+                    f"boot: {failed[0].get('boot_message') or 'see ' + str(log_path)}; "
+                    "fix it, then `falcon restart` (or `falcon down`)"
+                )
+            if sup["healthy"]:
+                _out().print(
+                    f"Falcon supervisor pid {proc.pid} serving {sup['url']} ({sup['health']}; "
+                    f"log {log_path}); `falcon status`, `falcon down`"
+                )
+                return
+            time.sleep(0.2)
+    raise RuntimeStateError(f"the supervisor did not answer within 120 s; see {log_path}")
+
+
+def down(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to stop.")] = 60.0,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Stop the supervisor: drain every worker, then exit."""
+    settings = _settings(profile, env_file)
+    with _client(settings, timeout=5.0) as client:
+        answer = client.shutdown()
+        pid = int(answer.get("pid") or 0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                client.status()
+            except SupervisorUnreachableError:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeStateError(f"the supervisor (pid {pid}) did not stop within {timeout:g} s")
+    if pid:
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+    _err().print(f"stopped (supervisor pid {pid})")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(
+    json_out: JsonOpt = False, profile: ProfileOpt = None, env_file: EnvFileOpt = None
+) -> None:
+    """Workers (pid, release, state, RSS vs limit, restarts, last exit, uptime) and the supervisor."""
+    settings = _settings(profile, env_file)
+    with _client(settings) as client:
+        data = client.status()
+    if json_out:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    sup = data["supervisor"]
+    table = Table(title=f"Falcon workers on {sup['url']}", title_justify="left")
+    for column in (
+        "worker",
+        "pid",
+        "release",
+        "state",
+        "RSS MB / limit",
+        "restarts",
+        "last exit",
+        "uptime",
+    ):
+        table.add_column(column, justify="right" if column in ("pid", "restarts") else "left")
+    for w in data["workers"]:
+        last = w.get("last_exit") or {}
+        exit_text = "-"
+        if last:
+            exit_text = f"{last['reason']} ({last['exit_code']})"
+            if last.get("peak_rss_bytes"):
+                exit_text += f" peak {_mb(last['peak_rss_bytes'])} MB"
+        state = w["state"]
+        if w.get("restart_in_s") is not None:
+            state += f" (restart in {w['restart_in_s']:.0f}s)"
+        if w.get("boot_message") and state in ("failed", "backoff", "CrashLoopBackOff"):
+            state += f": {w['boot_message']}"
+        table.add_row(
+            w["worker"],
+            str(w["pid"] or "-"),
+            w["release"],
+            state,
+            f"{_mb(w.get('rss_bytes'))} / {_mb(w.get('memory_limit_bytes'))}",
+            str(w["restarts"]),
+            exit_text,
+            _duration(w.get("uptime_s")),
+        )
+    out = _out()
+    out.print(table)
+    loops = [r for r, on in sup.get("crash_loop", {}).items() if on]
+    out.print(
+        f"supervisor pid {sup['pid']} {sup['state']}, up {_duration(sup['uptime_s'])}, "
+        f"RSS {_mb(sup.get('rss_bytes'))} MB; desired {sup['desired']}; "
+        f"memory limit {_mb(sup.get('memory_limit_bytes'))} MB (soft {_mb(sup.get('memory_soft_limit_bytes'))} MB, "
+        f"{sup['memory_enforcement']}); health: {sup['health']}"
+        + (f"; [bold red]CrashLoopBackOff: {', '.join(loops)}[/]" if loops else "")
+    )
+    rolling = sup.get("rolling_restart")
+    if rolling and not rolling.get("done"):
+        out.print(
+            f"rolling restart to {rolling['to_release']}: {rolling['replaced']} replaced, {len(rolling['pending'])} pending"
+        )
+    stores = data.get("stores")
+    if isinstance(stores, dict) and stores:
+        parts = [
+            f"{name}: {info.get('backend', '?')} {info.get('state', '')}".strip()
+            for name, info in stores.items()
+            if isinstance(info, dict)
+        ]
+        out.print("stores: " + "; ".join(parts))
+
+
+def check_health(profile: ProfileOpt = None, env_file: EnvFileOpt = None) -> None:
+    """Exit 0 when enough workers are ready, 1 otherwise; one line saying why."""
+    settings = _settings(profile, env_file)
+    try:
+        with _client(settings, timeout=5.0) as client:
+            ok, why = client.health()
+    except SupervisorUnreachableError as exc:
+        typer.echo(f"unhealthy: {exc.detail}")
+        raise typer.Exit(1) from None
+    typer.echo(("healthy: " if ok else "unhealthy: ") + why)
+    raise typer.Exit(0 if ok else 1)
+
+
+def restart(
+    set_env: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="FALCON_KEY=VALUE for the new workers (makes a new release)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait until every worker is replaced.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 600.0,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Rolling, zero-downtime restart: start a new worker, wait ready, drain an old one; repeat."""
+    env: dict[str, str] = {}
+    for item in set_env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("FALCON_"):
+            raise ConfigError(
+                f"--set {item!r}: write FALCON_KEY=VALUE, e.g. --set FALCON_LOG_LEVEL=DEBUG"
+            )
+        env[key] = value
+    settings = _settings(profile, env_file)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with _client(settings) as client:
+        started = client.restart(env)
+        total = len(started["pending"])
+        if not wait:
+            _out().print(
+                f"rolling restart of {total} worker(s) to release {started['to_release']} started"
+            )
+            return
+        deadline = time.monotonic() + timeout
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=_err(),
+        ) as bar:
+            task = bar.add_task(f"replacing workers (release {started['to_release']})", total=total)
+            while time.monotonic() < deadline:
+                rolling = client.status()["supervisor"]["rolling_restart"] or {}
+                bar.update(task, completed=rolling.get("replaced", 0))
+                if rolling.get("done"):
+                    break
+                time.sleep(0.3)
+            else:
+                raise RuntimeStateError(
+                    f"the rolling restart did not finish within {timeout:g} s; see `falcon status`"
+                )
+    if rolling.get("failed"):
+        raise RuntimeStateError(
+            f"rolling restart stopped: {rolling['failed']} (old workers kept serving)"
+        )
+    _out().print(f"replaced {rolling['replaced']} worker(s); release {rolling['to_release']}")
+
+
+def events(
+    since: Annotated[str | None, typer.Option(help="10m, 2h, 1d or an ISO time (UTC).")] = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", "-k", help="Only this kind (repeatable).")
+    ] = None,
+    worker: Annotated[str | None, typer.Option(help="Only this worker.")] = None,
+    release: Annotated[str | None, typer.Option(help="Only this release.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many (the newest).")] = 1000,
+    json_out: JsonOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """The event journal: worker starts/exits (OOMKilled...), restarts, crash loops, alerts."""
+    from falcon_platform.runtime.journal import parse_since
+
+    start = None
+    if since:
+        try:
+            start = parse_since(since, time.time())
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    settings = _settings(profile, env_file)
+    with _client(settings) as client:
+        found = client.events(
+            since=start, kinds=kind or [], release=release, worker=worker, limit=limit
+        )
+    if json_out:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    out = _out()
+    for e in found:
+        details = ", ".join(
+            f"{k}={v}" for k, v in e["details"].items() if v is not None and k != "values"
+        )
+        who = "/".join(x for x in (e.get("release"), e.get("worker")) if x)
+        out.print(f"{e['time']}  {e['kind']:<22} {who:<10} {details}", markup=False)
+    if not found:
+        _err().print("no events match")
+
+
+def worker(
+    fd: Annotated[
+        int | None, typer.Option("--fd", help="Inherited listening socket (from the supervisor).")
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Bind here instead of --fd.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Bind here instead of --fd.")] = None,
+    admin_socket: Annotated[
+        Path | None,
+        typer.Option("--admin-socket", help="UNIX socket for /healthz /readyz /metrics."),
+    ] = None,
+    override_gate: OverrideOpt = None,
+    allow_faults: FaultsOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
+) -> None:
+    """Run one worker (what each Kubernetes pod runs); SIGTERM drains and exits 0."""
+    from falcon_platform.runtime.worker import worker_main
+
+    if fd is not None and (host is not None or port is not None):
+        raise ConfigError("give either --fd or --host/--port, not both")
+    code = worker_main(
+        fd=fd,
+        host=host,
+        port=port,
+        admin_socket=admin_socket,
+        override_reason=override_gate,
+        allow_faults=allow_faults,
+        profile=profile,
+        env_file=env_file,
+    )
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
     """Add this domain's commands to the main `falcon` app."""
-    del app
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)
+    app.command("check-health")(check_health)
+    app.command()(restart)
+    app.command()(events)
+    app.command()(worker)
