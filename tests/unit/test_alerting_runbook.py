@@ -1,8 +1,4 @@
-"""Every alert's runbook_url points at a heading that exists in docs/RUNBOOK.md.
-
-Until the lead assembles docs/RUNBOOK.md from docs/parts/*-runbook.md, the alerting part
-is checked instead; once RUNBOOK.md exists, it is the one that must have the headings.
-"""
+"""Every alert's runbook_url points at a heading that exists in docs/RUNBOOK.md."""
 
 import re
 from pathlib import Path
@@ -16,8 +12,7 @@ DOCS = Path(__file__).parents[2] / "docs"
 
 
 def _runbook() -> Path:
-    assembled = DOCS / "RUNBOOK.md"
-    return assembled if assembled.exists() else DOCS / "parts" / "alerting-runbook.md"
+    return DOCS / "RUNBOOK.md"
 
 
 def _anchors(markdown: str) -> set[str]:
@@ -55,15 +50,18 @@ def test_every_runbook_section_uses_real_falcon_commands() -> None:
     from falcon_platform.cli.main import app
 
     root = typer.main.get_command(app)
-    text = (DOCS / "parts" / "alerting-runbook.md").read_text(encoding="utf-8")
+    text = _runbook().read_text(encoding="utf-8")
     for command, sub in re.findall(r"falcon ([a-z][a-z-]+)(?: ([a-z][a-z-]+))?", text):
         assert command in root.commands, f"falcon {command} does not exist"  # type: ignore[attr-defined]
         group = root.commands[command]  # type: ignore[attr-defined]
         if hasattr(group, "commands"):
             assert sub in group.commands, f"falcon {command} {sub} does not exist"
-    sections = text.split("\n### ")[1:]
-    assert len(sections) == len({d.name for d in alert_defs(Spec())})
-    assert all("```bash" in s for s in sections)
+    names = {d.name for d in alert_defs(Spec())}
+    sections = {
+        s.split("\n", 1)[0].strip(): s for s in text.split("\n### ")[1:] if s.startswith("Falcon")
+    }
+    assert set(sections) == names
+    assert all("```bash" in s for s in sections.values())
 
 
 def test_github_slug_matches_githubs_rules() -> None:

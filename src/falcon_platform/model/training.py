@@ -6,7 +6,7 @@ The model is a scikit-learn :class:`~sklearn.pipeline.Pipeline`::
     -> TfidfTransformer(sublinear_tf)
     -> CalibratedClassifierCV(LinearSVC, method="temperature", ensemble=False)
 
-Why these parts (measured on the shipped corpus, see ``docs/parts/model-architecture.md``):
+Why these parts (measured on the shipped corpus, see ``docs/ARCHITECTURE.md`` (Model)):
 
 * Hashed features instead of ``TfidfVectorizer``: no vocabulary dict, so the artifact is a few
   hundred kB instead of ~20 MB of skops JSON, it loads in tens of ms and adds ~10 MB to a worker's
