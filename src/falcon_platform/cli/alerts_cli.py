@@ -63,7 +63,7 @@ def alerts(
 
     settings = load_settings(profile=profile)
     with ControlClient.from_settings(settings) as client:
-        body: dict[str, Any] = client._request("GET", "/alerts").json()  # no alerts() method yet
+        body: dict[str, Any] = client.alerts()
     if as_json:
         typer.echo(json.dumps(body, indent=2, sort_keys=True))
         return

@@ -136,7 +136,8 @@ class ServingMetrics:
         process = psutil.Process()
         rss.labels(*base).set_function(lambda: float(process.memory_info().rss))
         limit = Gauge(names.MEMORY_LIMIT, "Memory limit (bytes, 0 = none).", BASE, registry=r)
-        limit.labels(*base).set(memory_limit_bytes)
+        self._memory_limit = limit.labels(*base)
+        self._memory_limit.set(memory_limit_bytes)
         self._model_info = Gauge(names.MODEL_INFO, "The model served (value 1).",
                                  [*BASE, "name", "version", "sha256"], registry=r)  # fmt: skip
         build = Gauge(names.BUILD_INFO, "Falcon build (value 1).", [*BASE, "version"], registry=r)
@@ -159,6 +160,10 @@ class ServingMetrics:
                 )
 
     # --- wiring (at start) -------------------------------------------------------------------
+    def set_memory_limit(self, limit_bytes: int) -> None:
+        """The limit in force for this worker (0 = none), once the spec is read."""
+        self._memory_limit.set(limit_bytes)
+
     def bind_model(self, name: str, version: str, sha256: str) -> None:
         self._model_info.clear()
         self._model_info.labels(self.worker, self.release, name, version, sha256).set(1)

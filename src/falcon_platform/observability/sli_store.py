@@ -158,27 +158,61 @@ class SLIStore:
         match: Mapping[str, str] | None = None,
     ) -> list[Series]:
         """Every series called ``name`` whose labels include ``match``, samples in [start, end]."""
-        found: list[Series] = []
-        for sid, labels_json in self._db.execute(
-            "SELECT id, labels FROM series WHERE name = ? ORDER BY id", (name,)
-        ).fetchall():
-            labels: dict[str, str] = json.loads(labels_json)
-            if match and any(labels.get(k) != v for k, v in match.items()):
-                continue
-            samples = tuple(
-                (float(ts), float(value))
-                for ts, value in self._db.execute(
-                    "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ?"
-                    " ORDER BY ts",
-                    (sid, start, end),
-                )
-            )
-            if samples:
-                found.append(Series(name, labels, samples))
-        return found
+        return _query(self._db, name, start, end, match)
+
+    def open_reader(self) -> SLIReader:
+        """A read-only view on its own connection, for a thread (WAL: readers never block the
+        scraper, and the supervisor's event loop is not stalled by a long evaluation)."""
+        return SLIReader(self.path)
 
     def sample_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+
+class SLIReader:
+    """An ``SLISource`` on its own SQLite connection, usable from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def query(
+        self,
+        name: str,
+        start: float,
+        end: float,
+        match: Mapping[str, str] | None = None,
+    ) -> list[Series]:
+        return _query(self._db, name, start, end, match)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _query(
+    db: sqlite3.Connection,
+    name: str,
+    start: float,
+    end: float,
+    match: Mapping[str, str] | None,
+) -> list[Series]:
+    found: list[Series] = []
+    for sid, labels_json in db.execute(
+        "SELECT id, labels FROM series WHERE name = ? ORDER BY id", (name,)
+    ).fetchall():
+        labels: dict[str, str] = json.loads(labels_json)
+        if match and any(labels.get(k) != v for k, v in match.items()):
+            continue
+        samples = tuple(
+            (float(ts), float(value))
+            for ts, value in db.execute(
+                "SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts <= ?"
+                " ORDER BY ts",
+                (sid, start, end),
+            )
+        )
+        if samples:
+            found.append(Series(name, labels, samples))
+    return found
 
 
 def extract_sli_points(

@@ -125,6 +125,11 @@ class ControlClient:
         ]
         return events
 
+    def alerts(self) -> dict[str, Any]:
+        """Firing and pending alerts from the supervisor's evaluator (``GET /alerts``)."""
+        body: dict[str, Any] = self._request("GET", "/alerts").json()
+        return body
+
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
-from falcon_platform.observability.sli_source import SLISource
+from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.runtime.journal import EventJournal, EventKind
 from falcon_platform.runtime.supervisor import PeriodicTask
 
@@ -24,7 +24,7 @@ log = logging.getLogger("falcon.supervisor.alerts")
 
 
 def alerting_plugin(
-    settings: Settings, spec: Spec, sli: SLISource, journal: EventJournal, admin_token: str
+    settings: Settings, spec: Spec, sli: SLIStore, journal: EventJournal, admin_token: str
 ) -> tuple[list[APIRouter], list[PeriodicTask]]:
     """The alert evaluator as a periodic task, plus the alerts router when available."""
     from falcon_platform.observability.alerts_api import create_alerts_router
@@ -32,9 +32,12 @@ def alerting_plugin(
     from falcon_platform.observability.webhook import send_transitions
 
     evaluator = AlertEvaluator(spec, profile=settings.profile)
+    # An evaluation over days of history takes ~100 ms: run it in a thread, on a reader with
+    # its own SQLite connection, so probes and scrapes on the loop are not held up.
+    reader = sli.open_reader()
 
     async def evaluate() -> None:
-        transitions = evaluator.evaluate(sli, time.time())
+        transitions = await asyncio.to_thread(evaluator.evaluate, reader, time.time())
         for t in transitions:
             kind = EventKind.ALERT_FIRING if t.state == "firing" else EventKind.ALERT_RESOLVED
             journal.record(

@@ -61,21 +61,11 @@ def build_serving_apps(settings: Settings, *, allow_faults: bool, model: Any = N
     from falcon_platform.chaos import faults as chaos_faults
     from falcon_platform.serving.app import create_admin_app, create_app
 
-    build_injector = getattr(chaos_faults, "build_injector", None)
-    injector = (
-        build_injector(settings, allow_faults=allow_faults)
-        if build_injector is not None
-        else chaos_faults.FaultInjector()
-    )
+    injector = chaos_faults.build_injector(settings, allow_faults=allow_faults)
     app = create_app(settings, faults=injector, model=model)
-
-    def begin_drain() -> None:
-        state = getattr(app.state, "falcon", None)
-        drain = getattr(state, "begin_drain", None)
-        if callable(drain):
-            drain()
-
-    return WorkerApps(public=app, admin=create_admin_app(app), begin_drain=begin_drain)
+    return WorkerApps(
+        public=app, admin=create_admin_app(app), begin_drain=app.state.falcon.begin_drain
+    )
 
 
 class _Notifier:
@@ -312,8 +302,15 @@ def worker_main(
         settings = load_settings(profile=profile, env_file=env_file, **overrides)
         configure_logging(settings.log_level, settings.log_format)
         spec = load_spec(settings.spec_path)
+        # Under a supervisor its gate judged workers x limit for the machine; a lone worker
+        # (one per Kubernetes pod) is one worker in its own memory budget.
+        lone = os.environ.get(SUPERVISOR_PID_ENV) is None
         outcome = enforce_gate(
-            settings, spec, override_reason=override_reason, allow_faults=allow_faults
+            settings,
+            spec,
+            override_reason=override_reason,
+            allow_faults=allow_faults,
+            workers=1 if lone else None,
         )
         if outcome.overridden:
             log.error(outcome.summary())

@@ -186,7 +186,7 @@ async def _start(state: ServingState, service: InferenceService, owns: dict[str,
     stores = state.stores
     metrics.bind_stores(stores.stats)
     metrics.bind_faults(lambda: state.faults.active)
-    _register_config_info(state)
+    _register_spec_metrics(state)
     # The model's vocabularies are hundreds of thousands of long-lived objects; a full GC
     # pass over them stalls the loop for tens of ms (the tail). Freeze them out of the GC.
     gc.collect()
@@ -200,18 +200,29 @@ async def _start(state: ServingState, service: InferenceService, owns: dict[str,
     )  # fmt: skip
 
 
-def _register_config_info(state: ServingState) -> None:
-    """``falcon_config_info{fingerprint, profile}``: the same fingerprint the supervisor journals."""
+def _register_spec_metrics(state: ServingState) -> None:
+    """What needs the spec: ``falcon_config_info{fingerprint, profile}`` (the same fingerprint
+    the supervisor journals) and the memory limit in force (the spec's unless
+    FALCON_MEMORY_LIMIT_MB overrides it), so Prometheus can alert on memory against it."""
     from falcon_platform.config.fingerprint import fingerprint, salt_for
     from falcon_platform.config.metrics import register_config_info
     from falcon_platform.config.specfile import load_spec
+    from falcon_platform.runtime.policy import memory_limits
 
     s = state.settings
     try:
-        fp = fingerprint(s, load_spec(s.spec_path), salt=salt_for(s.run_dir))
+        spec = load_spec(s.spec_path)
+        fp = fingerprint(s, spec, salt=salt_for(s.run_dir))
     except FalconError as exc:  # a bad spec is the gate's business, not a reason not to serve
         log.warning("no config fingerprint: %s", exc.detail)
         return
+    limits = memory_limits(
+        spec.workers.memory_limit_mb,
+        spec.workers.memory_soft_limit_percent,
+        s.memory_limit_mb,
+        s.memory_soft_limit_percent,
+    )
+    state.metrics.set_memory_limit(limits.limit_bytes or 0)
     labels = {"worker": s.worker_id, "release": s.release}
     register_config_info(state.metrics.registry, fp, labels=labels)
 
