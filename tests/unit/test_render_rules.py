@@ -6,13 +6,13 @@ from pathlib import Path
 import yaml
 
 from falcon_platform.config.spec import AlertSpec, BurnWindow, SLOSpec, Spec
+from falcon_platform.files import write_atomic
 from falcon_platform.observability import names
 from falcon_platform.observability.alert_defs import alert_names
 from falcon_platform.observability.rules import (
     RULES_FILENAME,
     render_prometheus,
     render_rules,
-    write_atomic,
 )
 
 ROOT = Path(__file__).parents[2]

@@ -38,7 +38,7 @@ def _emit(
     render: Callable[[Spec], dict[str, str]], spec_path: Path | None, out: Path | None
 ) -> None:
     from falcon_platform.config.specfile import load_spec
-    from falcon_platform.observability.rules import write_atomic
+    from falcon_platform.files import write_atomic
 
     files = render(load_spec(spec_path))
     if out is None:

@@ -22,9 +22,7 @@ Use (any fitted scikit-learn classifier with ``predict_proba``)::
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -34,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from falcon_platform.errors import ModelError, ModelIntegrityError, ModelNotFoundError
+from falcon_platform.files import write_atomic
 from falcon_platform.model.skops_bytes import dumps_reproducible
 from falcon_platform.model.trust import disallowed_types
 
@@ -175,27 +174,3 @@ def read_metadata(model_dir: Path) -> ModelMetadata:
             f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}); retrain with "
             f"`falcon model train --out {model_dir}`."
         ) from exc
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
-
-    Hand-written (temp file in the same directory, fsync, rename, fsync the directory): it is
-    a few lines of the standard library and no well-kept library does just this any more.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -13,9 +13,6 @@ accepts the output (``tests/integration/test_promtool_rules.py``).
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -73,19 +70,3 @@ def render_rules(spec: Spec) -> str:
 def render_prometheus(spec: Spec) -> dict[str, str]:
     """File name -> text for ``falcon render prometheus``."""
     return {RULES_FILENAME: render_rules(spec)}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
