@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ class Release:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "env": dict(self.env), "created_at": self.created_at}
+
+
+def next_release_id(releases: Iterable[str]) -> str:
+    """``r<n+1>`` after the highest ``r<n>`` among ``releases`` (``r1`` when there is none)."""
+    numbers = [int(r[1:]) for r in releases if r[:1] == "r" and r[1:].isdigit()]
+    return f"r{max(numbers, default=0) + 1}"
 
 
 @dataclass
