@@ -24,6 +24,7 @@ from falcon_platform.errors import (
     FalconError,
     OverloadedError,
 )
+from falcon_platform.observability.logging import log_access
 from falcon_platform.serving.body import BodyReader, ClientDisconnectedError
 from falcon_platform.serving.errors import (
     REQUEST_ID_KEY,
@@ -48,7 +49,6 @@ BATCH = "/infer/batch"
 V2_INFER = "/v2/infer"
 
 log = logging.getLogger("falcon.serving")
-access = logging.getLogger("falcon.access")
 
 Prediction = dict[str, Any]
 
@@ -166,14 +166,13 @@ class InferenceService:
         metrics.observe_request(endpoint, resp.status, out.cache, latency)
         if error_type is not None:
             metrics.observe_error(error_type)
-        if access.isEnabledFor(logging.INFO):
-            access.info("request", extra={"fields": {
-                "request_id": request_id, "worker": self.settings.worker_id,
-                "release": self.settings.release, "model_version": out.model_version,
-                "endpoint": endpoint, "status": resp.status,
-                "latency_ms": round(latency * 1000, 3), "cache": out.cache,
-                "idempotency_hit": out.idempotency_hit, "error_type": error_type,
-            }})  # fmt: skip
+        log_access({
+            "request_id": request_id, "worker": self.settings.worker_id,
+            "release": self.settings.release, "model_version": out.model_version,
+            "endpoint": endpoint, "status": resp.status,
+            "latency_ms": round(latency * 1000, 3), "cache": out.cache,
+            "idempotency_hit": out.idempotency_hit, "error_type": error_type,
+        })  # fmt: skip
         return None if resp.status == 499 else resp
 
     def _log_row(

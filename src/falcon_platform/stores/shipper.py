@@ -43,13 +43,15 @@ logger = logging.getLogger("falcon.stores.shipper")
 
 TICK_BUDGET_S = 2.0  # one tick ships for at most this long, so stop() and rotation stay prompt
 
-_COLUMNS = {c.name for c in request_log.columns}
+_COLUMN_NAMES = tuple(c.name for c in request_log.columns)
+_COLUMNS = set(_COLUMN_NAMES)
 # Column -> max length, so an over-long value is cut instead of poisoning the queue forever.
 _LENGTHS = {
     c.name: c.type.length
     for c in request_log.columns
     if isinstance(c.type, String) and c.type.length is not None
 }
+_BOOLEANS = ("cache_hit", "idempotency_hit")
 
 
 def prepare_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,8 +63,8 @@ def prepare_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             value = clean[name]
             if isinstance(value, str) and len(value) > length:
                 clean[name] = value[:length]
-        clean["cache_hit"] = bool(clean["cache_hit"])
-        clean["idempotency_hit"] = bool(clean["idempotency_hit"])
+        for name in _BOOLEANS:
+            clean[name] = bool(clean[name])
         out.append(clean)
     return out
 
@@ -71,6 +73,31 @@ def insert_ignoring_duplicates(engine: Engine) -> Any:
     """``INSERT ... ON CONFLICT (request_id) DO NOTHING`` in the engine's dialect."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(request_log).on_conflict_do_nothing(index_elements=["request_id"])
+
+
+_DRIVER_INSERTS: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _driver_insert(engine: Engine) -> tuple[str, tuple[str, ...] | None]:
+    """The insert compiled once to the driver's SQL and, for a positional paramstyle, the
+    column order of its parameters. Shipping through ``exec_driver_sql`` skips SQLAlchemy's
+    per-row compile and bind processing, which cost more than the inserts themselves
+    (profiled: the shipper thread took ~20% of a busy worker's CPU through Core)."""
+    key = (engine.dialect.name, engine.dialect.paramstyle)
+    if key not in _DRIVER_INSERTS:  # keyed by dialect, not engine: tests make many engines
+        compiled = insert_ignoring_duplicates(engine).compile(dialect=engine.dialect)
+        positional = compiled.positional and compiled.positiontup
+        order = tuple(compiled.positiontup) if positional else None
+        _DRIVER_INSERTS[key] = (str(compiled), order)
+    return _DRIVER_INSERTS[key]
+
+
+def driver_params(rows: Iterable[dict[str, Any]], order: tuple[str, ...] | None) -> list[Any]:
+    """Rows as the driver wants them: tuples in ``order`` (positional) or dicts (pure)."""
+    prepared = prepare_rows(rows)
+    if order is None:
+        return prepared
+    return [tuple(row[name] for name in order) for row in prepared]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +114,12 @@ def ship_segment(engine: Engine, path: Path, *, batch: int) -> ShipResult | None
     except FileNotFoundError:
         return None  # shipped by someone else (the supervisor's ship_orphans) meanwhile
     parsed = parse_segment(data)
-    rows = prepare_rows(parsed.rows)
+    sql, order = _driver_insert(engine)
+    rows = driver_params(parsed.rows, order)
     if rows:
-        statement = insert_ignoring_duplicates(engine)
         with engine.begin() as conn:
             for start in range(0, len(rows), batch):
-                conn.execute(statement, rows[start : start + batch])
+                conn.exec_driver_sql(sql, rows[start : start + batch])
     path.unlink(missing_ok=True)  # only after the commit above
     if parsed.torn_tail:
         logger.warning(
