@@ -17,7 +17,7 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from falcon_platform.model.artifact import (
     save_model,
     sha256_hex,
 )
+from falcon_platform.model.lean import compile_lean
 from falcon_platform.model.training import (
     DEFAULT_MODEL_NAME,
     ProgressCallback,
@@ -48,6 +49,17 @@ if TYPE_CHECKING:
     from falcon_platform.config.settings import Settings
 
 _SELF_CHECK_TEXT = "falcon model self-check"
+# Texts the lean path must score exactly as scikit-learn does before it is used.
+_PROBE_TEXTS = (
+    _SELF_CHECK_TEXT,
+    "great screen but the battery died after an hour",
+    "not bad at all",
+    "THE WORST SUPPORT EVER!!!",
+    "the package arrived on tuesday",
+    "realy gr8 app, love it",
+    "",
+    "a " * 400,
+)
 
 
 @dataclass(eq=False)  # not frozen: ServableModel declares plain (settable) attributes
@@ -62,6 +74,10 @@ class LoadedModel:
     estimator: Any = field(repr=False)
     # estimator.classes_ position of each label, so columns come out in `labels` order
     columns: tuple[int, ...] = field(repr=False)
+    # model.lean: the same probabilities without scikit-learn's per-call bookkeeping
+    fast_predict: Callable[[list[str]], npt.NDArray[np.float64]] | None = field(
+        default=None, repr=False
+    )
 
     @classmethod
     def from_estimator(
@@ -102,7 +118,10 @@ class LoadedModel:
         # inputs are strings we validated; skipping sklearn's per-call checks saves ~20% on
         # a single text (the config is thread-local, so other threads are unaffected)
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            raw = self.estimator.predict_proba(list(texts))
+            if self.fast_predict is not None:
+                raw = self.fast_predict(list(texts))
+            else:
+                raw = self.estimator.predict_proba(list(texts))
         proba = np.asarray(raw, dtype=np.float64)[:, self.columns]
         # float32 features leave rows ~1e-7 off 1; callers and clients expect an exact sum
         proba /= proba.sum(axis=1, keepdims=True)
@@ -163,6 +182,7 @@ def load_model(path: Path) -> LoadedModel:
         metadata=metadata.model_dump(mode="json"),
     )
     _self_check(model, artifact)
+    model.fast_predict = compile_lean(estimator, _PROBE_TEXTS)
     return model
 
 
