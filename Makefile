@@ -36,7 +36,7 @@ integration: install system-deps
 	$(BIN)/pytest tests/integration tests/e2e
 
 test: install system-deps lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 bench: install system-deps
 	$(BIN)/python bench/run.py

@@ -128,7 +128,9 @@ def test_leak_keeps_memory_resident() -> None:
     asyncio.run(twenty())
     grown = process.memory_info().rss - before
     assert injector.leaked_bytes == 100 * 1_048_576
-    assert grown > 90 * 1_048_576
+    # Not the full 100 MB: in a long pytest process the allocator first reuses pages freed by
+    # earlier tests (seen: +89 MB in CI). A leak that did not touch its pages would show ~0.
+    assert grown > 75 * 1_048_576
 
 
 async def _ticks_during(injector: FaultInjector) -> tuple[float, int]:
