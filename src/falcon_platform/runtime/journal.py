@@ -111,6 +111,29 @@ class EventJournal(Protocol):
         ...
 
 
+def filter_events(
+    found: Iterable[Event],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    kinds: Iterable[str] | None = None,
+    release: str | None = None,
+    worker: str | None = None,
+) -> list[Event]:
+    """The events matching every filter given, in the order given (pure; for in-memory
+    journals: the buffer of :class:`BufferedJournal` and ``testing.FakeEventJournal``)."""
+    kind_set = {str(k) for k in kinds} if kinds is not None else set()
+    return [
+        e
+        for e in found
+        if (since is None or e.ts >= since)
+        and (until is None or e.ts <= until)
+        and (not kind_set or e.kind in kind_set)
+        and (release is None or e.release == release)
+        and (worker is None or e.worker == worker)
+    ]
+
+
 def _ms(ts: float) -> float:
     # Millisecond precision is the contract; rounding here keeps SQLite and PostgreSQL equal.
     return round(ts, 3)
@@ -291,15 +314,8 @@ class BufferedJournal:
         stored = self._inner.query(
             since=since, until=until, kinds=kind_list, release=release, worker=worker, limit=limit
         )
-        kind_set = set(kind_list or [])
-        waiting = [
-            e
-            for e in self._buffer
-            if (since is None or e.ts >= since)
-            and (until is None or e.ts <= until)
-            and (not kind_set or e.kind in kind_set)
-            and (release is None or e.release == release)
-            and (worker is None or e.worker == worker)
-        ]
+        waiting = filter_events(
+            self._buffer, since=since, until=until, kinds=kind_list, release=release, worker=worker
+        )
         found = stored + waiting
         return found[-limit:] if limit is not None else found

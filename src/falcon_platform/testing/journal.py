@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from falcon_platform.runtime.journal import Event
+from falcon_platform.runtime.journal import Event, filter_events
 
 
 class FakeEventJournal:
@@ -50,14 +50,12 @@ class FakeEventJournal:
         worker: str | None = None,
         limit: int | None = None,
     ) -> list[Event]:
-        kind_set = {str(k) for k in kinds} if kinds is not None else None
-        found = [
-            e
-            for e in sorted(self.events, key=lambda e: (e.ts, e.id or 0))
-            if (since is None or e.ts >= since)
-            and (until is None or e.ts <= until)
-            and (not kind_set or e.kind in kind_set)
-            and (release is None or e.release == release)
-            and (worker is None or e.worker == worker)
-        ]
+        found = filter_events(
+            sorted(self.events, key=lambda e: (e.ts, e.id or 0)),
+            since=since,
+            until=until,
+            kinds=kinds,
+            release=release,
+            worker=worker,
+        )
         return found[-limit:] if limit is not None else found
