@@ -172,3 +172,6 @@ def configure_logging(
     _access_sink[:] = [(handler, fmt != "console")]
     # uvicorn's own access log would duplicate ours (and cost as much again).
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic narrates every plugin and migration context at INFO on each start; keep its
+    # warnings, drop the narration (`falcon db current` shows the schema version).
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
