@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -30,6 +28,7 @@ from falcon_platform.config.specfile import load_spec
 from falcon_platform.observability.rules import RULES_FILENAME, render_rules
 from falcon_platform.testing.net import free_port, wait_for_http
 from falcon_platform.testing.runtime import LoadGenerator, start_supervisor, train_model
+from falcon_platform.testing.servers import find_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +42,7 @@ alerts:
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus is missing on CI: install Debian's 'prometheus' package")
-        pytest.skip("prometheus not installed (Debian package 'prometheus'); CI runs this")
-    return found
+    return find_binary("prometheus")  # skips with the reason, fails when CI=true
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ evaluator fires; promtool passing them means Prometheus and the supervisor's eva
 agree on which alerts fire and when. Missing promtool skips locally and fails under CI=true.
 """
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from falcon_platform.testing.alert_scenarios import (
     render_promtool_test,
     run_evaluator,
 )
+from falcon_platform.testing.servers import find_binary
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +34,7 @@ TUNED = Spec(
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                "promtool is missing on CI: install Debian's 'prometheus' package (make system-deps)"
-            )
-        pytest.skip("promtool not installed (Debian package 'prometheus'); CI runs these")
-    return found
+    return find_binary("promtool")  # skips with the reason, fails when CI=true
 
 
 def _run(promtool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

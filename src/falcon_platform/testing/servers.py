@@ -29,6 +29,9 @@ import pytest
 
 from falcon_platform.testing.net import free_port
 
+# The Debian package that brings each binary the tests start.
+_PACKAGES = {"redis-server": "redis-server", "promtool": "prometheus", "prometheus": "prometheus"}
+
 
 def find_binary(name: str) -> str:
     """Path of ``name`` (PATH, then /usr/lib/postgresql/*/bin); skip, or fail when CI=true."""
@@ -39,7 +42,7 @@ def find_binary(name: str) -> str:
     if found is None:
         reason = (
             f"{name} is not installed (Debian: apt-get install -y "
-            f"{'redis-server' if 'redis' in name else 'postgresql'}); "
+            f"{_PACKAGES.get(name, 'postgresql')}); "
             "scripts/install-system-deps.sh installs it"
         )
         if os.environ.get("CI") == "true":
