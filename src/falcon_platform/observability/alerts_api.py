@@ -20,7 +20,6 @@ Alertmanager side (``alertmanager.yml``)::
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from falcon_platform.errors import InvalidInputError, UnauthorizedError
 from falcon_platform.observability.evaluator import AlertEvaluator
 from falcon_platform.observability.webhook import fingerprint
 from falcon_platform.runtime.journal import EventJournal, EventKind
+from falcon_platform.runtime.token import bearer_token, is_loopback
 
 
 class AlertmanagerAlert(BaseModel):
@@ -58,22 +58,6 @@ class AlertmanagerWebhook(BaseModel):
     alerts: list[AlertmanagerAlert]
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
-
-
-def _loopback(request: Request) -> bool:
-    client = request.client
-    if client is None or not client.host:  # UNIX socket: guarded by file permissions
-        return True
-    try:
-        return ipaddress.ip_address(client.host).is_loopback
-    except ValueError:
-        return False
-
-
 def create_alerts_router(
     get_evaluator: Callable[[], AlertEvaluator | None],
     journal: EventJournal,
@@ -87,7 +71,7 @@ def create_alerts_router(
     router = APIRouter(tags=["alerts"])
 
     def check_token(authorization: str | None) -> None:
-        given = _bearer(authorization)
+        given = bearer_token(authorization)
         if not token or given is None or not secrets.compare_digest(given, token):
             raise UnauthorizedError(
                 "POST /alerts/webhook needs the admin token as 'Authorization: Bearer <token>' "
@@ -98,7 +82,7 @@ def create_alerts_router(
     async def list_alerts(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        if not _loopback(request):
+        if not is_loopback(request):
             check_token(authorization)
         evaluator = get_evaluator()
         local = [a.to_dict() | {"source": "local"} for a in evaluator.active()] if evaluator else []

@@ -9,7 +9,6 @@ state needs ``Authorization: Bearer <admin token>``. The ``falcon`` CLI talks on
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from pydantic import BaseModel, Field
 from falcon_platform.errors import FalconError, UnauthorizedError
 from falcon_platform.runtime.journal import EventJournal, parse_since
 from falcon_platform.runtime.supervisor import Supervisor
+from falcon_platform.runtime.token import bearer_token, is_loopback
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -36,22 +36,6 @@ class DesiredRequest(BaseModel):
     desired: dict[str, int]
 
 
-def _is_loopback(request: Request) -> bool:
-    client = request.client
-    if client is None or not client.host:  # UNIX socket: guarded by file permissions
-        return True
-    try:
-        return ipaddress.ip_address(client.host).is_loopback
-    except ValueError:
-        return False
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
-
-
 def create_control_app(
     supervisor: Supervisor,
     journal: EventJournal,
@@ -63,7 +47,7 @@ def create_control_app(
     """Build the control API over a running supervisor (same event loop)."""
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
-        given = _bearer(authorization)
+        given = bearer_token(authorization)
         if given is None or not secrets.compare_digest(given, admin_token):
             raise UnauthorizedError(
                 "this call changes state and needs the admin token: set FALCON_ADMIN_TOKEN "
@@ -73,7 +57,7 @@ def create_control_app(
     def require_reader(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> None:
-        if not _is_loopback(request):
+        if not is_loopback(request):
             require_token(authorization)
 
     app = FastAPI(title="Falcon control API", version="1", docs_url="/docs", redoc_url=None)

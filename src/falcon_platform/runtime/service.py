@@ -18,6 +18,7 @@ from typing import Any
 
 import uvicorn
 
+from falcon_platform.config.gate import GateOutcome
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.errors import RuntimeStateError
@@ -44,7 +45,7 @@ def state_file(settings: Settings) -> Path:
 
 
 def journal_config(
-    settings: Settings, spec: Spec, journal: EventJournal, gate: Any | None
+    settings: Settings, spec: Spec, journal: EventJournal, gate: GateOutcome | None
 ) -> dict[str, Any]:
     """Journal the settings fingerprint, what changed since the last start, and a gate override."""
     from falcon_platform.config.fingerprint import (
@@ -68,7 +69,7 @@ def journal_config(
                     "changes": describe_changes(old, current),
                 },
             )
-    if gate is not None and getattr(gate, "overridden", False):
+    if gate is not None and gate.overridden:
         journal.record(EventKind.GATE_OVERRIDE, details=gate.to_dict())
         log.error(gate.summary())
     return {"fingerprint": current.to_dict(), "gate": gate.to_dict() if gate is not None else None}
@@ -79,7 +80,7 @@ async def serve(
     spec: Spec,
     *,
     workers: int | None = None,
-    gate: Any | None = None,
+    gate: GateOutcome | None = None,
     worker_args: Sequence[str] = (),
     on_listening: Callable[[Supervisor], None] | None = None,
 ) -> int:

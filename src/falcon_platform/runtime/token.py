@@ -9,9 +9,12 @@ operator (and the CLI running as them) can read it::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
+
+from starlette.requests import Request
 
 from falcon_platform.config.settings import Settings
 
@@ -43,3 +46,21 @@ def ensure_admin_token(settings: Settings) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer <token>`` header, if that is what it is."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def is_loopback(request: Request) -> bool:
+    """Whether the caller is on this machine (read-only control calls are open to it)."""
+    client = request.client
+    if client is None or not client.host:  # UNIX socket: guarded by file permissions
+        return True
+    try:
+        return ipaddress.ip_address(client.host).is_loopback
+    except ValueError:
+        return False
