@@ -23,7 +23,7 @@ from falcon_platform.stores.factory import build_stores
 from falcon_platform.stores.request_log import ship_orphans
 from falcon_platform.stores.schema import metadata, request_log
 from falcon_platform.testing.servers import PostgresServer, running_postgres
-from falcon_platform.testing.stores import sample_record
+from falcon_platform.testing.stores import sample_record, varied_records
 
 pytestmark = pytest.mark.integration
 
@@ -183,4 +183,42 @@ async def test_close_with_postgres_down_returns_within_the_grace_and_keeps_rows_
     assert (report.rows_shipped, report.segments_left) == (100, 0)
     engine = database.make_engine(settings, pool_size=1)
     assert rows(engine) == (100, 100)
+    engine.dispose()
+
+
+def test_postgres_unpacking_the_json_stores_what_the_per_row_path_stores(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from falcon_platform.stores.segments import encode_record
+    from falcon_platform.stores.shipper import ship_bulk, ship_rows, ship_segment, split_segment
+
+    settings = settings_for(tmp_path, pg_url)
+    database.upgrade(settings)
+    engine = database.make_engine(settings, pool_size=1)
+    data = b"".join(encode_record(r) for r in varied_records())
+    lines, _ = split_segment(data)
+
+    def stored() -> list[tuple[object, ...]]:
+        with engine.connect() as conn:
+            query = select(request_log).order_by(request_log.c.request_id)
+            return [tuple(row) for row in conn.execute(query)]
+
+    assert ship_bulk(engine, lines, batch=4)
+    bulk = stored()
+    with engine.begin() as conn:
+        conn.execute(request_log.delete())
+    assert ship_rows(engine, data, batch=4).corrupt == 0
+    assert stored() == bulk
+    assert len(bulk) == len(varied_records())
+    # A line PostgreSQL refuses (not JSON, no request_id) rolls the bulk insert back; the
+    # per-row path then stores the good rows and counts the bad one lost.
+    for bad in (b"{not json", b'{"ts": 1.0}'):
+        with engine.begin() as conn:
+            conn.execute(request_log.delete())
+        segment = tmp_path / "00000000000000000001-1-000001.seg"
+        segment.write_bytes(data + bad + b"\n" + encode_record(sample_record(99)))
+        result = ship_segment(engine, segment, batch=100)
+        assert result is not None
+        assert (result.rows, result.corrupt) == (len(varied_records()) + 1, 1)
+        assert rows(engine) == (len(varied_records()) + 1,) * 2
     engine.dispose()

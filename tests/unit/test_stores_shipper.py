@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import OperationalError
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.stores import database
@@ -18,8 +22,17 @@ from falcon_platform.stores.segments import (
     closed_segments,
     encode_record,
 )
-from falcon_platform.stores.shipper import prepare_rows, ship_directory, ship_segment
+from falcon_platform.stores.shipper import (
+    lower_thread_priority,
+    prepare_rows,
+    ship_bulk,
+    ship_directory,
+    ship_rows,
+    ship_segment,
+    split_segment,
+)
 from falcon_platform.testing.stores import sample_record as record
+from falcon_platform.testing.stores import varied_records
 
 
 @pytest.fixture
@@ -109,3 +122,81 @@ def test_prepare_rows_cuts_over_long_strings_to_the_column_length() -> None:
     assert len(row["error_type"]) == 64
     assert row["cache_hit"] is False
     assert row["idempotency_hit"] is False
+
+
+def stored(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        query = select(request_log).order_by(request_log.c.request_id)
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def test_the_database_unpacking_the_json_stores_what_the_per_row_path_stores(
+    engine: Engine,
+) -> None:
+    data = b"".join(encode_record(r) for r in varied_records())
+    lines, torn = split_segment(data)
+    assert not torn
+    assert ship_bulk(engine, lines, batch=4)  # two arrays, one transaction
+    bulk = stored(engine)
+    with engine.begin() as conn:
+        conn.execute(delete(request_log))
+    parsed = ship_rows(engine, data, batch=4)
+    assert (len(parsed.rows), parsed.corrupt) == (len(varied_records()), 0)
+    assert stored(engine) == bulk
+    by_id = {row[0]: row for row in bulk}
+    names = [c.name for c in request_log.columns]
+    long = dict(zip(names, by_id["req-long"], strict=True))
+    assert (len(long["prediction"]), len(long["error_type"]), len(long["client_id"])) == (
+        128,
+        64,
+        64,
+    )
+    assert dict(zip(names, by_id["req-hits"], strict=True))["cache_hit"] is True
+    assert dict(zip(names, by_id["req-unicode"], strict=True))["input_text"] == (
+        'naïve café — 日本語 "quoted"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        b"{not json",
+        b'{"ts": 1.0, "worker": "w0"}',
+        b"[1, 2]",
+        b'"a string"',
+        b'{"request_id": "\xff\xfe"}',
+    ],
+    ids=["not-json", "no-request-id", "array", "string", "not-utf8"],
+)
+def test_a_line_the_database_refuses_sends_the_segment_row_by_row_and_counts_it_lost(
+    tmp_path: Path, engine: Engine, bad_line: bytes
+) -> None:
+    segment = tmp_path / "00000000000000000001-1-000001.seg"
+    segment.write_bytes(encode_record(record(1)) + bad_line + b"\n" + encode_record(record(2)))
+    result = ship_segment(engine, segment, batch=100)
+    assert result is not None
+    assert (result.rows, result.corrupt, result.torn_tail) == (2, 1, False)
+    assert count(engine) == 2
+    assert not segment.exists()
+
+
+def test_a_missing_table_is_a_database_failure_not_a_refused_row(tmp_path: Path) -> None:
+    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(OperationalError, match="no such table"):
+        ship_bulk(broken, [encode_record(record(1)).rstrip()], batch=10)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux behaviour")
+def test_lowering_the_shipper_priority_touches_only_its_own_thread() -> None:
+    seen: list[int] = []
+
+    def run() -> None:
+        lower_thread_priority(7)
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [max(before, 7)]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before

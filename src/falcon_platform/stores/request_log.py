@@ -77,6 +77,7 @@ class SpoolingRequestLog:
             self.breaker,
             batch=self.settings.request_log_ship_batch,
             interval_s=self.settings.request_log_flush_interval_ms / 1000,
+            nice=self.settings.request_log_shipper_nice,
         )
         await asyncio.to_thread(self._shipper.start)
 

@@ -132,3 +132,38 @@ def sample_record(i: int, *, worker: str = "w0", status_code: int = 200) -> Requ
         prediction="positive",
         confidence=0.9,
     )
+
+
+def varied_records() -> list[RequestLogRecord]:
+    """Rows that exercise every column's edge: unicode input text, empty optionals, strings
+    over their column length, both booleans set, an error row."""
+    base = sample_record(0)
+    return [
+        base,
+        replace(base, request_id="req-unicode", input_text='naïve café — 日本語 "quoted"\n'),
+        replace(
+            base,
+            request_id="req-empty",
+            input_hash=None,
+            input_length=None,
+            prediction=None,
+            confidence=None,
+            client_id=None,
+        ),  # fmt: skip
+        replace(
+            base,
+            request_id="req-long",
+            prediction="p" * 500,
+            error_type="e" * 500,
+            client_id="c" * 100,
+        ),  # fmt: skip
+        replace(base, request_id="req-hits", cache_hit=True, idempotency_hit=True),
+        replace(
+            base,
+            request_id="req-error",
+            status_code=504,
+            error_type="timeout",
+            latency_ms=5000.25,
+            ts=1_767_225_600.123456,
+        ),  # fmt: skip
+    ]
