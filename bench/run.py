@@ -52,6 +52,7 @@ class Result:
     peak_rss_mb: float
     rest_rss_mb: float
     cpu_us_per_request: float  # server CPU (all threads) per answered request
+    cache_hit_ratio: float | None = None  # Falcon's response cache during the measured run
     ratio_to_ceiling: float = 0.0
     cpu_ratio_to_ceiling: float = 0.0  # ceiling's CPU per request / this one's: robust to noise
 
@@ -113,7 +114,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def wrk(url: str, kind: str, mode: str, seconds: float, connections: int) -> dict[str, Any]:
     cmd = ["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s",
-           "--latency", "--timeout", "5s", "-s", str(LUA), url, "--", kind, mode]  # fmt: skip
+           "--latency", "--timeout", "5s", "-s", str(LUA), url, "--", kind, mode,
+           str(time.time_ns())]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
@@ -122,26 +124,43 @@ def wrk(url: str, kind: str, mode: str, seconds: float, connections: int) -> dic
     raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
 
 
+def cache_counts(metrics_url: str | None) -> tuple[float, float]:
+    """(hits, misses) of Falcon's response cache, from its /metrics."""
+    if metrics_url is None:
+        return 0.0, 0.0
+    totals = {"falcon_cache_hits_total": 0.0, "falcon_cache_misses_total": 0.0}
+    for line in httpx.get(metrics_url, timeout=5).text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals["falcon_cache_hits_total"], totals["falcon_cache_misses_total"]
+
+
 def measure(
     name: str,
     proc: subprocess.Popen[bytes],
     url: str,
     scenarios: list[tuple[str, str]],
     args: argparse.Namespace,
+    metrics_url: str | None = None,
 ) -> list[Result]:
     rest = psutil.Process(proc.pid).memory_info().rss
     results = []
     for kind, mode in scenarios:
         wrk(url, kind, mode, args.warmup, args.connections)
         cpu = psutil.Process(proc.pid)
+        hits0, misses0 = cache_counts(metrics_url)
         before = sum(cpu.cpu_times()[:2])
         with RssSampler(proc.pid) as rss:
             data = wrk(url, kind, mode, args.duration, args.connections)
         cpu_s = sum(cpu.cpu_times()[:2]) - before
+        hits1, misses1 = cache_counts(metrics_url)
+        lookups = (hits1 - hits0) + (misses1 - misses0)
         results.append(
             Result(name, mode, data["rps"], data["p50_ms"], data["p99_ms"], data["non_2xx"],
                    data["socket_errors"], rss.peak / 2**20, rest / 2**20,
-                   cpu_s * 1e6 / max(data["requests"], 1))
+                   cpu_s * 1e6 / max(data["requests"], 1),
+                   (hits1 - hits0) / lookups if metrics_url and lookups else None)
         )  # fmt: skip
         print(f"  {name:<18} {mode:<9} {data['rps']:>9.0f} req/s  p99 {data['p99_ms']:.1f} ms",
               file=sys.stderr)  # fmt: skip
@@ -193,9 +212,11 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         results += measure("falcon /infer", proc, f"{base}/infer",
-                           [("infer", "unique"), ("infer", "repeated")], args)  # fmt: skip
+                           [("infer", "unique"), ("infer", "repeated")], args,
+                           f"{base}/metrics")  # fmt: skip
         results += measure("falcon /v2 infer", proc, f"{base}/v2/models/sentiment/infer",
-                           [("v2", "unique"), ("v2", "repeated")], args)  # fmt: skip
+                           [("v2", "unique"), ("v2", "repeated")], args,
+                           f"{base}/metrics")  # fmt: skip
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
     finally:
         stop(proc)
@@ -208,7 +229,8 @@ def main() -> None:
                      f"http://127.0.0.1:{port}/readyz")  # fmt: skip
         try:
             results += measure("falcon /infer thr", proc, f"http://127.0.0.1:{port}/infer",
-                               [("infer", "unique")], args)  # fmt: skip
+                               [("infer", "unique")], args,
+                               f"http://127.0.0.1:{port}/metrics")  # fmt: skip
         finally:
             stop(proc)
 
@@ -228,14 +250,16 @@ def main() -> None:
           "wrk on core 1\n")  # fmt: skip
     print(f"{'target':<18} {'texts':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'ratio':>7} {'cpu us':>7} {'cpu ratio':>9} {'rest MB':>8} {'peak MB':>8} "
-          f"{'non-2xx':>8}")  # fmt: skip
+          f"{'non-2xx':>8} {'hits':>5}")  # fmt: skip
     for r in results:
         print(f"{r.target:<18} {r.scenario:<9} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
               f"{r.ratio_to_ceiling:>7.1%} {r.cpu_us_per_request:>7.1f} "
               f"{r.cpu_ratio_to_ceiling:>9.1%} {r.rest_rss_mb:>8.0f} {r.peak_rss_mb:>8.0f} "
-              f"{r.non_2xx + r.socket_errors:>8}")  # fmt: skip
+              f"{r.non_2xx + r.socket_errors:>8} "
+              f"{'' if r.cache_hit_ratio is None else f'{r.cache_hit_ratio:.0%}':>5}")  # fmt: skip
     print("\nratio = req/s / the ceiling's req/s in this run; cpu ratio = the ceiling's CPU per "
-          "request / this one's\n(robust when other processes share the core).")  # fmt: skip
+          "request / this one's\n(robust when other processes share the core); hits = Falcon's "
+          "response-cache hit ratio in the measured run.")  # fmt: skip
     print("\n".join(lost))
 
 

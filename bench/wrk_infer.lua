@@ -1,9 +1,11 @@
 -- wrk script for Falcon's benchmark: POST bodies for /infer or /v2 infer, unique or repeated.
 --   wrk -c64 -d10s -s bench/wrk_infer.lua http://127.0.0.1:8000/infer -- infer unique
 --   wrk ... http://127.0.0.1:8000/v2/models/sentiment/infer -- v2 repeated
+--   wrk ... -- infer unique <run tag>   (run.py passes a fresh tag to every wrk run, so the
+--                                        warm-up's texts are never cache hits in the measured run)
 -- Prints one line "WRKJSON {...}" with requests/s, p50/p99 (ms) and error counts.
 
-local kind, mode = "infer", "unique"
+local kind, mode, run = "infer", "unique", "0"
 local counter = 0
 local words = {"great", "terrible", "battery", "screen", "service", "slow", "fast", "not",
                "bad", "love", "refund", "okay", "delivery", "food", "app", "support", "price"}
@@ -17,6 +19,7 @@ end
 init = function(args)
   kind = args[1] or "infer"
   mode = args[2] or "unique"
+  run = args[3] or tostring(os.time())  -- a per-run tag: texts never repeat across runs
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end
@@ -29,6 +32,7 @@ local function text()
   local n = #words
   return words[(counter % n) + 1] .. " " .. words[((counter * 7) % n) + 1] .. " "
       .. words[((counter * 13) % n) + 1] .. " review " .. counter .. " t" .. tostring(tid)
+      .. " r" .. run
 end
 
 request = function()

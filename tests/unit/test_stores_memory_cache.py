@@ -46,3 +46,19 @@ async def test_zero_entries_disables_the_cache() -> None:
     cache = MemoryCache(max_entries=0, max_bytes=1 << 20, ttl_s=5)
     await cache.set("k", b"v")
     assert await cache.get("k") is None
+
+
+async def test_overwriting_a_key_keeps_the_byte_count_exact_and_renews_the_ttl() -> None:
+    now = [0.0]
+    cache = MemoryCache(max_entries=10, max_bytes=1 << 20, ttl_s=5, timer=lambda: now[0])
+    await cache.set("k", b"v" * 100)
+    first = cache.current_bytes
+    now[0] = 4.0
+    await cache.set("k", b"v" * 100)
+    assert cache.current_bytes == first
+    now[0] = 8.0  # 8 s after the first write, 4 s after the second
+    assert await cache.get("k") == b"v" * 100
+    now[0] = 9.5
+    assert await cache.get("k") is None
+    assert cache.current_bytes == 0
+    assert len(cache) == 0

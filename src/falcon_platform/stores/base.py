@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestLogRecord:
-    """One row per HTTP inference request (a batch request is one row)."""
+    """One row per HTTP inference request (a batch request is one row).
+
+    Not frozen: one is built per request, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) cost 1.8 us against 0.5 us.
+    """
 
     request_id: str
     ts: float  # epoch seconds, UTC, when the request arrived

@@ -149,14 +149,14 @@ def varied_records() -> list[RequestLogRecord]:
             prediction=None,
             confidence=None,
             client_id=None,
-        ),  # fmt: skip
+        ),
         replace(
             base,
             request_id="req-long",
             prediction="p" * 500,
             error_type="e" * 500,
             client_id="c" * 100,
-        ),  # fmt: skip
+        ),
         replace(base, request_id="req-hits", cache_hit=True, idempotency_hit=True),
         replace(
             base,
@@ -165,5 +165,5 @@ def varied_records() -> list[RequestLogRecord]:
             error_type="timeout",
             latency_ms=5000.25,
             ts=1_767_225_600.123456,
-        ),  # fmt: skip
+        ),
     ]
