@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from falcon_platform.stores.segments import (
     encode_record,
 )
 from falcon_platform.stores.shipper import (
-    lower_thread_priority,
+    BACKLOG_SEGMENTS,
+    Shipper,
     prepare_rows,
     ship_bulk,
     ship_directory,
@@ -186,17 +188,56 @@ def test_a_missing_table_is_a_database_failure_not_a_refused_row(tmp_path: Path)
         ship_bulk(broken, [encode_record(record(1)).rstrip()], batch=10)
 
 
+def _nice_of(tid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, tid)
+
+
+def _until(predicate: Callable[[], bool], within_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux behaviour")
-def test_lowering_the_shipper_priority_touches_only_its_own_thread() -> None:
-    seen: list[int] = []
+def test_the_shipper_thread_runs_niced_and_only_it(tmp_path: Path, engine: Engine) -> None:
+    account = SpoolAccount(budget_bytes=1 << 30)
+    writer = SegmentWriter(tmp_path / "spool", account)
+    shipper = Shipper(engine, writer, account, CircuitBreaker("sqlite"), batch=100,
+                      interval_s=0.02, nice=7)  # fmt: skip
+    base = _nice_of(threading.get_native_id())
+    shipper.start()
+    try:
+        tid = shipper._thread.native_id
+        assert tid is not None
+        assert _until(lambda: _nice_of(tid) == max(base, 7))
+        assert _nice_of(threading.get_native_id()) == base, "the event loop's thread is untouched"
+    finally:
+        shipper.stop(2.0)
 
-    def run() -> None:
-        lower_thread_priority(7)
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    assert seen == [max(before, 7)]
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux behaviour")
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority back needs CAP_SYS_NICE")
+def test_a_backlog_puts_the_shipper_back_at_the_base_priority_until_it_is_shipped(
+    tmp_path: Path, engine: Engine
+) -> None:
+    spool_dir = tmp_path / "spool"
+    account = spool(spool_dir, BACKLOG_SEGMENTS * 10 + 5)  # more closed segments than allowed
+    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
+    breaker = CircuitBreaker("sqlite", BreakerPolicy(failure_threshold=1, reset_timeout_s=0.05))
+    shipper = Shipper(broken, SegmentWriter(spool_dir, account), account, breaker, batch=100,
+                      interval_s=0.02, nice=7)  # fmt: skip
+    base = _nice_of(threading.get_native_id())
+    shipper.start()
+    try:
+        tid = shipper._thread.native_id
+        assert tid is not None
+        assert _until(lambda: _nice_of(tid) == base), "behind: back at the base priority"
+        shipper.engine = engine  # the database is back: the backlog drains...
+        assert _until(lambda: account.rows_pending == 0)
+        assert _until(lambda: _nice_of(tid) == max(base, 7)), "...and the shipper yields again"
+    finally:
+        shipper.stop(2.0)
+    assert count(engine) == BACKLOG_SEGMENTS * 10 + 5

@@ -124,8 +124,9 @@ class Settings(BaseSettings):
     request_log_flush_interval_ms: float = Field(default=200, gt=0, le=60_000)
     request_log_ship_batch: int = Field(default=1000, ge=1, le=100_000)
     # Linux nice of the worker's shipper thread: the event loop is scheduled first, the shipper
-    # takes the rest (0 = same priority; measured in docs/CAPACITY_PLAN.md).
-    request_log_shipper_nice: int = Field(default=10, ge=0, le=19)
+    # takes the rest; back to the base priority while a backlog builds (0 = never niced;
+    # 5 keeps up with one saturated core, 10 did not: docs/CAPACITY_PLAN.md).
+    request_log_shipper_nice: int = Field(default=5, ge=0, le=19)
 
     # --- logs, alerts -----------------------------------------------------------------------
     log_level: LogLevel = "INFO"

@@ -47,6 +47,7 @@ from falcon_platform.stores.segments import (
 
 logger = logging.getLogger("falcon.stores.shipper")
 
+BACKLOG_SEGMENTS = 10  # closed segments waiting (~2 s of rows): the shipper runs un-niced
 TICK_BUDGET_S = 2.0  # one tick ships for at most this long, so stop() and rotation stay prompt
 
 _COLUMN_NAMES = tuple(c.name for c in request_log.columns)
@@ -259,14 +260,11 @@ def ship_directory(
     *,
     batch: int,
     deadline: float,
-    pause_ratio: float = 0.0,
 ) -> bool:
     """Ship closed segments oldest first until done, the breaker opens or the deadline passes.
 
     Returns True when nothing closed is left. Stops at the first failure to keep the order;
-    every segment still waiting then counts as spilled (once). ``pause_ratio`` > 0 sleeps
-    that fraction of each ship's time between segments, so catching up on a backlog does not
-    starve the event loop of the GIL (the live worker's shipper uses it).
+    every segment still waiting then counts as spilled (once).
     """
     paths = closed_segments(directory)
     for path in paths:
@@ -278,7 +276,6 @@ def ship_directory(
         if not breaker.allow():
             _spill(account, paths[index:])
             return False
-        started = time.monotonic()
         try:
             for attempt in _retrying(deadline, breaker):
                 with attempt:
@@ -299,8 +296,6 @@ def ship_directory(
         breaker.record_success()
         lost = result.corrupt if result is not None else 0
         account.remove_closed(path.name, committed=result is not None, lost=lost)
-        if pause_ratio and index + 1 < len(paths):
-            time.sleep(min(0.2, (time.monotonic() - started) * pause_ratio))
     return True
 
 
@@ -327,17 +322,21 @@ def _size(path: Path) -> int:
         return 0
 
 
-def lower_thread_priority(nice: int) -> None:
-    """Give the calling thread (only it: Linux keeps a nice value per thread) a lower CPU
-    priority, so the kernel runs the event loop first whenever both are ready."""
-    if nice <= 0 or sys.platform != "linux":
-        return
-    thread = threading.get_native_id()
+def thread_nice() -> int:
+    """The calling thread's nice value (Linux keeps one per thread)."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def set_thread_nice(nice: int) -> bool:
+    """Set the calling thread's nice value; False where that is not possible (not Linux, or
+    a lower value without the privilege to raise a priority)."""
+    if sys.platform != "linux":
+        return False
     try:
-        if os.getpriority(os.PRIO_PROCESS, thread) < nice:  # never raise a priority
-            os.setpriority(os.PRIO_PROCESS, thread, nice)
-    except OSError as exc:  # a seccomp profile may refuse it; shipping works either way
-        logger.warning("could not lower the shipper thread's priority: %s", exc)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        return False
+    return True
 
 
 class Shipper:
@@ -371,11 +370,28 @@ class Shipper:
         self._thread.start()
 
     def _run(self) -> None:
-        lower_thread_priority(self.nice)
+        # Below the event loop, so the kernel runs a waiting request first; back at the base
+        # priority while a backlog builds up, so rows never pile up towards the disk budget.
+        base = thread_nice() if sys.platform == "linux" else 0
+        low = max(base, self.nice)
+        lowered = low != base and set_thread_nice(low)
         while not self._stop.is_set():
             self._tick(time.monotonic() + TICK_BUDGET_S)
+            backlog = len(self.account.segments)
+            if lowered and backlog >= BACKLOG_SEGMENTS:
+                lowered = not set_thread_nice(base)
+                if lowered:
+                    logger.warning(
+                        "request-log shipper is %d segments behind and cannot raise its "
+                        "priority back (no CAP_SYS_NICE); set FALCON_REQUEST_LOG_SHIPPER_NICE=0",
+                        backlog,
+                    )
+                    low = base  # do not try again
+            elif not lowered and backlog == 0 and low != base:
+                lowered = set_thread_nice(low)
             self._stop.wait(self.interval_s)
         # Shutdown: close the current segment and ship everything we can before the deadline.
+        set_thread_nice(base)
         self.writer.rotate()
         while time.monotonic() < self._final_deadline:
             if self._tick(self._final_deadline):
@@ -393,7 +409,6 @@ class Shipper:
                 self.breaker,
                 batch=self.batch,
                 deadline=deadline,
-                pause_ratio=0.0 if self._stop.is_set() else 1.0,
             )
         except Exception:  # the shipper must never die; the next tick retries
             logger.exception("request-log shipper tick failed")
