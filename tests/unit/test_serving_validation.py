@@ -217,3 +217,51 @@ def test_cached_rows_are_exact_size_and_round_trip() -> None:
     finally:
         tracemalloc.stop()
     assert per_value < 200
+
+
+def _v2(shape: object, data: object, **extra: object) -> dict[str, object]:
+    return {"name": "text", "datatype": "BYTES", "shape": shape, "data": data, **extra}
+
+
+V2_OK = [  # bodies the shortcut takes
+    {"inputs": [_v2([1], ["good"])]},
+    {"id": "r1", "inputs": [_v2([2, 1], [["a"], ["b"]])]},
+    {"inputs": [_v2([2], ["a", "b"])], "id": "x"},
+]
+V2_SCHEMA_OK = [  # valid, but left to the schema: coercion, chosen outputs
+    {"inputs": [_v2([1.0], ["coerced"])]},
+    {"inputs": [_v2([1], ["a"])], "outputs": [{"name": "label"}]},
+]
+V2_BAD = [
+    {"inputs": [_v2([2], ["a"])]},
+    {"inputs": [_v2([1], ["   "])]},
+    {"inputs": [_v2([1], [7])]},
+    {"inputs": [_v2([1], ["x" * 11])]},
+    {"inputs": [_v2([5], ["a", "b", "c", "d", "e"])]},
+    {"inputs": [_v2([0], [])]},
+    {"inputs": [_v2([1, 2], ["a", "b"])]},
+    {"inputs": [{"name": "text", "datatype": "FP32", "shape": [1], "data": [1.0]}]},
+    {"inputs": [_v2([1], ["a"], extra=1)]},
+    {"inputs": [], "id": "r"},
+    {"inputs": [_v2([1], ["a"])], "id": 5},
+    {"inputs": [_v2([1], ["a"]), _v2([1], ["b"])]},
+    [],
+]
+V2_VALID = [orjson.dumps(b) for b in V2_OK + V2_SCHEMA_OK]
+V2_BODIES = V2_VALID + [orjson.dumps(b) for b in V2_BAD] + [b'{"inputs": [{"name"', b"\xff"]
+
+
+@pytest.mark.parametrize("raw", V2_BODIES, ids=range(len(V2_BODIES)))
+def test_v2_quick_reading_and_the_schema_reading_agree(raw: bytes) -> None:
+    """The plain-JSON shortcut must answer exactly what the pydantic path answers."""
+
+    def outcome(header_length: str | None) -> object:
+        try:
+            return parse_v2_infer(raw, header_length, max_chars=10, max_items=4)
+        except errors.FalconError as exc:
+            return (type(exc), exc.detail)
+
+    # A binary header as long as the body (no binary data) always takes the pydantic path.
+    quick = outcome(None)
+    assert quick == outcome(str(len(raw)))
+    assert isinstance(quick, V2Request) == (raw in V2_VALID)
