@@ -93,8 +93,6 @@ class Predictor:
 
     async def many(self, texts: list[str], hashes: list[str]) -> list[tuple[Prediction, bool]]:
         """Texts → (prediction, cache hit) each, in order; misses go to the batcher together."""
-        if len(texts) == 1:  # most v2 calls: no gather, no index juggling (profiled)
-            return [await self.one(texts[0], hashes[0])]
         model, batcher = self.ready_model()
         cache = self.state.stores.cache if self.state.stores is not None else None
         results: list[tuple[Prediction, bool] | None] = [None] * len(texts)
