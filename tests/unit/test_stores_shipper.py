@@ -241,3 +241,28 @@ def test_a_backlog_puts_the_shipper_back_at_the_base_priority_until_it_is_shippe
     finally:
         shipper.stop(2.0)
     assert count(engine) == BACKLOG_SEGMENTS * 10 + 5
+
+
+def test_without_the_privilege_to_raise_it_back_the_shipper_says_so_once(
+    tmp_path: Path,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from falcon_platform.stores import shipper as shipper_module
+
+    # As an unprivileged user: lowering the priority works, raising it back does not.
+    monkeypatch.setattr(shipper_module, "thread_nice", lambda: 0)
+    monkeypatch.setattr(shipper_module, "set_thread_nice", lambda nice: nice > 0)
+    spool_dir = tmp_path / "spool"
+    account = spool(spool_dir, BACKLOG_SEGMENTS * 10 + 5)
+    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
+    breaker = CircuitBreaker("sqlite", BreakerPolicy(failure_threshold=1, reset_timeout_s=0.01))
+    shipper = Shipper(broken, SegmentWriter(spool_dir, account), account, breaker, batch=100,
+                      interval_s=0.01, nice=7)  # fmt: skip
+    with caplog.at_level("WARNING", logger="falcon.stores.shipper"):
+        shipper.start()
+        time.sleep(0.5)  # dozens of ticks with the backlog in place
+        shipper.stop(0.5)
+    behind = [r for r in caplog.records if "cannot raise its priority back" in r.getMessage()]
+    assert len(behind) == 1

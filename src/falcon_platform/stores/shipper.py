@@ -7,7 +7,7 @@ go to the database as JSON arrays that the database itself unpacks (``json_each`
 ``json_to_recordset`` in PostgreSQL); only a segment the database refuses (a corrupt
 line) is decoded row by row in Python, where the bad lines are counted as lost.
 
-    shipper = Shipper(engine, writer, account, breaker, batch=1000, interval_s=0.2, nice=10)
+    shipper = Shipper(engine, writer, account, breaker, batch=1000, interval_s=0.2, nice=5)
     shipper.start()          # a daemon thread, niced below the event loop
     ...
     shipper.stop(deadline)   # final rotation, ship what is left until the deadline
@@ -375,18 +375,20 @@ class Shipper:
         base = thread_nice() if sys.platform == "linux" else 0
         low = max(base, self.nice)
         lowered = low != base and set_thread_nice(low)
+        can_raise = True
         while not self._stop.is_set():
             self._tick(time.monotonic() + TICK_BUDGET_S)
             backlog = len(self.account.segments)
-            if lowered and backlog >= BACKLOG_SEGMENTS:
-                lowered = not set_thread_nice(base)
-                if lowered:
+            if lowered and can_raise and backlog >= BACKLOG_SEGMENTS:
+                if set_thread_nice(base):
+                    lowered = False
+                else:
+                    can_raise = False
                     logger.warning(
                         "request-log shipper is %d segments behind and cannot raise its "
                         "priority back (no CAP_SYS_NICE); set FALCON_REQUEST_LOG_SHIPPER_NICE=0",
                         backlog,
                     )
-                    low = base  # do not try again
             elif not lowered and backlog == 0 and low != base:
                 lowered = set_thread_nice(low)
             self._stop.wait(self.interval_s)

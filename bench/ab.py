@@ -1,0 +1,92 @@
+"""A/B: Falcon servers that differ only in environment, measured alternately in one run.
+
+    .venv/bin/python bench/ab.py --rounds 3 \\
+        before:FALCON_REQUEST_LOG_SHIPPER_NICE=0 after:FALCON_REQUEST_LOG_SHIPPER_NICE=5
+    .venv/bin/python bench/ab.py --mode repeated base: nolog:FALCON_LOG_LEVEL=WARNING
+
+Each variant is ``name:VAR=value,VAR=value`` (``name:`` for no change). Every round starts each
+variant's server afresh (same pinning and load as ``bench/run.py``: server on core 0, wrk on
+core 1, 64 connections, /infer) and measures it once; alternating rounds cancel the machine's
+drift. Prints every run, then the medians per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+from run import UVICORN, free_port, measure, start, stop  # the sibling script
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``"name:A=1,B=2"`` -> ("name", {"A": "1", "B": "2"})."""
+    name, _, assignments = text.partition(":")
+    env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
+    return name, env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", nargs="+", help="name:VAR=value,... (at least two)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mode", choices=["unique", "repeated"], default="unique")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from falcon_platform.config.settings import Settings
+    from falcon_platform.model.registry import ensure_model
+
+    variants = dict(parse_variant(v) for v in args.variants)
+    home = Path(tempfile.mkdtemp(prefix="falcon-ab-"))
+    model = Path(os.environ.get("FALCON_MODEL_PATH") or ensure_model(Settings(home=home)))
+    factory = "falcon_platform.serving.asgi:create_app_from_env"
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for round_ in range(args.rounds):
+        for name, extra in variants.items():
+            run_home = home / f"{name}-{round_}"
+            run_home.mkdir()
+            env = {**os.environ, "FALCON_HOME": str(run_home), "FALCON_MODEL_PATH": str(model),
+                   **extra}  # fmt: skip
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            proc = start([*UVICORN, "--port", str(port), "--factory", factory], env,
+                         run_home / "falcon.log", f"{base}/readyz")  # fmt: skip
+            try:
+                [r] = measure(name, proc, f"{base}/infer", [("infer", args.mode)], args,
+                              f"{base}/metrics")  # fmt: skip
+                lost = sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines()
+                    if line.startswith("falcon_request_log_rows_lost_total")
+                )
+            finally:
+                stop(proc)
+            runs[name].append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+                               "cpu_us": r.cpu_us_per_request, "non_2xx": r.non_2xx,
+                               "rows_lost": lost})  # fmt: skip
+    summary = {
+        name: {key: statistics.median(run[key] for run in rows) for key in rows[0]}
+        for name, rows in runs.items()
+    }
+    if args.json:
+        print(json.dumps({"runs": runs, "medians": summary}, indent=2))
+        return
+    print(f"\n/infer {args.mode}, {args.rounds} rounds, medians:", file=sys.stdout)
+    for name, m in summary.items():
+        p99s = ", ".join(f"{run['p99_ms']:.1f}" for run in runs[name])
+        print(f"{name:<12} {m['rps']:>8.0f} req/s  p99 {m['p99_ms']:5.1f} ms ({p99s})  "
+              f"CPU {m['cpu_us']:.0f} us/req  non-2xx {m['non_2xx']:.0f}  "
+              f"rows lost {m['rows_lost']:.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
