@@ -68,7 +68,7 @@ class Predictor:
 
     def prediction(self, row: list[float]) -> Prediction:
         labels = self.labels()
-        best = max(range(len(row)), key=row.__getitem__)
+        best = row.index(max(row))  # the first maximum, as argmax
         return {
             "prediction": labels[best],
             "confidence": row[best],

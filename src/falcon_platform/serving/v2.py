@@ -34,7 +34,7 @@ OUTPUT_NAMES = (LABEL_OUTPUT, PROBS_OUTPUT)
 _LEN = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request, and a frozen __init__ costs 3x
 class V2Request:
     texts: list[str]
     id: str | None
@@ -97,7 +97,7 @@ def _decode_binary_bytes(blob: bytes) -> list[str]:
 
 
 def _flatten(data: Sequence[Any]) -> list[Any]:
-    if data and all(isinstance(x, list) for x in data):
+    if data and isinstance(data[0], list) and all(isinstance(x, list) for x in data):
         return [y for x in data for y in x]
     return list(data)
 
@@ -112,7 +112,7 @@ def parse_v2_infer(
             request_id, name, datatype, shape, data = simple
             _check_tensor(name, datatype, shape)
             checked = _checked_texts(name, shape, _flatten(data), max_chars, max_items)
-            return V2Request(checked, request_id, OUTPUT_NAMES, frozenset())
+            return V2Request(checked, request_id, OUTPUT_NAMES, _NO_BINARY)
     head, binary = _split_binary(raw, header_length)
     try:
         req = V2InferRequest.model_validate_json(head)
@@ -140,6 +140,8 @@ def parse_v2_infer(
 
 
 _SIMPLE_TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
+_SIMPLE_BODY_KEYS = frozenset({"inputs", "id"})
+_NO_BINARY: frozenset[str] = frozenset()
 
 
 _Simple = tuple[str | None, str, str, list[int], list[Any]]
@@ -155,7 +157,7 @@ def _simple_request(raw: bytes) -> _Simple | None:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(body) is not dict or "inputs" not in body or not body.keys() <= {"inputs", "id"}:
+    if type(body) is not dict or "inputs" not in body or not body.keys() <= _SIMPLE_BODY_KEYS:
         return None
     request_id, inputs = body.get("id"), body["inputs"]
     if (request_id is not None and type(request_id) is not str) or type(inputs) is not list:
@@ -167,15 +169,18 @@ def _simple_request(raw: bytes) -> _Simple | None:
     if type(tensor["name"]) is not str or type(tensor["datatype"]) is not str:
         return None
     shape = tensor["shape"]
-    if type(shape) is not list or not all(type(d) is int for d in shape):
+    if type(shape) is not list:
         return None
+    for d in shape:  # a loop, not all(<genexpr>): this runs on every v2 request
+        if type(d) is not int:
+            return None
     return request_id, tensor["name"], tensor["datatype"], shape, tensor["data"]
 
 
 def _check_tensor(name: str, datatype: str, shape: list[int]) -> None:
     if datatype != "BYTES":
         raise _bad(f"input '{name}' must have datatype BYTES, not {datatype!r}")
-    if not shape or any(d < 0 for d in shape) or len(shape) > 2:
+    if not shape or len(shape) > 2 or min(shape) < 0:
         raise _bad(f"input shape {shape} must be [n] or [n, 1]")
     if len(shape) == 2 and shape[1] != 1:
         raise _bad(f"input shape {shape} must be [n] or [n, 1] (one text per row)")
@@ -226,7 +231,7 @@ def render_v2_response(
 ) -> tuple[bytes, int | None]:
     """The response body and, when any output is binary, the JSON header's length."""
     n, k = len(rows), len(labels)
-    predicted = [labels[max(range(k), key=row.__getitem__)] for row in rows]
+    predicted = [labels[row.index(max(row))] for row in rows]  # the first maximum, as argmax
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name in request.outputs:
