@@ -355,3 +355,25 @@ async def test_slow_model_answers_504_not_a_hang(tmp_path: Path) -> None:
             model.gate.set()
     assert resp.status_code == 504
     assert resp.json()["error"] == "inference_timeout"
+
+
+async def test_in_flight_requests_are_counted_while_they_are_served(
+    client: httpx.AsyncClient, stores: FakeStores
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    original = stores.cache.get
+
+    async def slow_get(key: str) -> bytes | None:
+        entered.set()
+        await release.wait()
+        return await original(key)
+
+    stores.cache.get = slow_get  # type: ignore[method-assign]
+    request = asyncio.create_task(client.post("/infer", json={"text": "held in the cache"}))
+    await asyncio.wait_for(entered.wait(), 5)
+    during = (await client.get("/metrics")).text
+    release.set()
+    assert (await request).status_code == 200
+    after = (await client.get("/metrics")).text
+    assert sample(during, names.INFLIGHT, worker="w7") == 1
+    assert sample(after, names.INFLIGHT, worker="w7") == 0

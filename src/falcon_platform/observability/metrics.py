@@ -145,7 +145,10 @@ class ServingMetrics:
 
         # Bound children: the hot path never calls labels().
         self.batch_size = batch.labels(*base)
-        self.inflight = inflight.labels(*base)
+        # Read at scrape time: the event loop only adds and subtracts an int (a locked Gauge
+        # inc/dec pair cost ~1.5 us per request, profiled).
+        self.inflight_requests = 0
+        inflight.labels(*base).set_function(lambda: float(self.inflight_requests))
         self.cache_hits = hits.labels(*base)
         self.cache_misses = misses.labels(*base)
         self.idempotency_hits = idem.labels(*base)

@@ -141,7 +141,7 @@ class InferenceService:
             model_version=state.model.version if state.model is not None else "", started=started
         )
         error_type: str | None = None
-        metrics.inflight.inc()
+        metrics.inflight_requests += 1
         try:
             if endpoint == INFER:
                 resp = await self._infer(receive, headers, request_id, out)
@@ -158,7 +158,7 @@ class InferenceService:
             bug = FalconError(f"internal error; quote request id {request_id} when reporting it")
             resp, error_type = error_response(bug, request_id), "internal_error"
         finally:
-            metrics.inflight.dec()
+            metrics.inflight_requests -= 1
         latency = time.perf_counter() - started
         resp, error_type = self._log_row(
             endpoint, request_id, arrived, latency, resp, error_type, out, scope, headers
