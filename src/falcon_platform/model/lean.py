@@ -18,6 +18,7 @@ flattens a fitted pipeline; the equality check at load is what makes it safe.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,6 +57,38 @@ def _parts(estimator: Any) -> tuple[list[Any], Any, Any, Any] | None:
     return vectorizers, tfidf, linear, inner.calibrators[0]
 
 
+_WHITE_SPACES = re.compile(r"\s\s+")  # scikit-learn's own run-of-whitespace rule
+
+
+def _featurizer(vectorizer: Any) -> Callable[[list[str]], Any]:
+    """``vectorizer.transform`` without its per-call set-up (analyzer and hasher rebuilt on
+    every call), and, for fixed-length character n-grams, without the per-n-gram Python loop:
+    ~3 us less per text (profiled); the equality check in :func:`compile_lean` covers it."""
+    from sklearn.feature_extraction import FeatureHasher
+
+    if vectorizer.binary or vectorizer.norm is not None:
+        return vectorizer.transform  # type: ignore[no-any-return]
+    hasher = FeatureHasher(
+        n_features=vectorizer.n_features,
+        input_type="string",
+        dtype=vectorizer.dtype,
+        alternate_sign=vectorizer.alternate_sign,
+    )
+    analyze: Callable[[str], list[str]] = vectorizer.build_analyzer()
+    low, high = vectorizer.ngram_range
+    if vectorizer.analyzer == "char" and low == high > 1:
+        preprocess = vectorizer.build_preprocessor()
+
+        def analyze(doc: str) -> list[str]:
+            text = _WHITE_SPACES.sub(" ", preprocess(doc))
+            return [text[i : i + low] for i in range(len(text) - low + 1)]
+
+    def featurize(texts: list[str]) -> Any:
+        return hasher.transform(analyze(doc) for doc in texts)
+
+    return featurize
+
+
 def compile_lean(estimator: Any, probe_texts: Sequence[str]) -> Predict | None:
     """A faster ``predict_proba`` for ``estimator``, or None if it cannot be proven equal."""
     import scipy.sparse as sp
@@ -64,11 +97,12 @@ def compile_lean(estimator: Any, probe_texts: Sequence[str]) -> Predict | None:
     if parts is None:
         return None
     vectorizers, tfidf, linear, calibrator = parts
+    featurizers = [_featurizer(v) for v in vectorizers]
     coef_t = np.ascontiguousarray(linear.coef_.T)
     intercept = linear.intercept_
 
     def predict(texts: list[str]) -> npt.NDArray[np.float64]:
-        features = sp.hstack([v.transform(texts) for v in vectorizers], format="csr")
+        features = sp.hstack([featurize(texts) for featurize in featurizers], format="csr")
         weighted = tfidf.transform(features)
         scores = weighted @ coef_t + intercept
         proba: npt.NDArray[np.float64] = calibrator.predict(np.asarray(scores))

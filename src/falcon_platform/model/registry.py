@@ -59,6 +59,9 @@ _PROBE_TEXTS = (
     "realy gr8 app, love it",
     "",
     "a " * 400,
+    "abc",  # shorter than a character n-gram
+    "  tabs\tand\n\nnewlines   and   runs  ",
+    "Ünïcödé CAFÉ naïve — 日本語のテキスト",
 )
 
 
