@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -113,7 +114,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wrk(url: str, kind: str, mode: str, seconds: float, connections: int) -> dict[str, Any]:
-    cmd = ["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s",
+    duration = max(1, math.ceil(seconds))  # wrk takes whole seconds only
+    cmd = ["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{duration}s",
            "--latency", "--timeout", "5s", "-s", str(LUA), url, "--", kind, mode,
            str(time.time_ns())]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)

@@ -30,7 +30,12 @@ import pytest
 from falcon_platform.testing.net import free_port
 
 # The Debian package that brings each binary the tests start.
-_PACKAGES = {"redis-server": "redis-server", "promtool": "prometheus", "prometheus": "prometheus"}
+_PACKAGES = {
+    "redis-server": "redis-server",
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "wrk": "wrk",
+}
 
 
 def find_binary(name: str) -> str:
