@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from run import UVICORN, free_port, measure, start, stop  # the sibling script
+from run import UVICORN, free_port, measure, metric_total, start, stop  # the sibling script
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -63,11 +63,8 @@ def main() -> None:
             try:
                 [r] = measure(name, proc, f"{base}/infer", [("infer", args.mode)], args,
                               f"{base}/metrics")  # fmt: skip
-                lost = sum(
-                    float(line.rsplit(" ", 1)[1])
-                    for line in httpx.get(f"{base}/metrics", timeout=5).text.splitlines()
-                    if line.startswith("falcon_request_log_rows_lost_total")
-                )
+                metrics = httpx.get(f"{base}/metrics", timeout=5).text
+                lost = metric_total(metrics, "falcon_request_log_rows_lost_total")
             finally:
                 stop(proc)
             runs[name].append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,

@@ -27,12 +27,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -126,16 +128,26 @@ def wrk(url: str, kind: str, mode: str, seconds: float, connections: int) -> dic
     raise SystemExit(f"wrk printed no summary:\n{out.stdout}\n{out.stderr}")
 
 
+def metric_total(
+    text: str, name: str, where: Callable[[dict[str, str]], bool] | None = None
+) -> float:
+    """Sum of the samples named ``name`` in Prometheus exposition ``text`` (optionally only
+    those whose labels pass ``where``)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and (where is None or where(sample.labels))
+    )
+
+
 def cache_counts(metrics_url: str | None) -> tuple[float, float]:
     """(hits, misses) of Falcon's response cache, from its /metrics."""
     if metrics_url is None:
         return 0.0, 0.0
-    totals = {"falcon_cache_hits_total": 0.0, "falcon_cache_misses_total": 0.0}
-    for line in httpx.get(metrics_url, timeout=5).text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in totals:
-            totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals["falcon_cache_hits_total"], totals["falcon_cache_misses_total"]
+    text = httpx.get(metrics_url, timeout=5).text
+    return (metric_total(text, "falcon_cache_hits_total"),
+            metric_total(text, "falcon_cache_misses_total"))  # fmt: skip
 
 
 def measure(

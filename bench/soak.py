@@ -24,7 +24,14 @@ from pathlib import Path
 
 import httpx
 import psutil
-from run import UVICORN, free_port, start, stop, wrk  # the sibling script (bench/ is on sys.path)
+from run import (  # the sibling script (bench/ is on sys.path)
+    UVICORN,
+    free_port,
+    metric_total,
+    start,
+    stop,
+    wrk,
+)
 
 
 @dataclass
@@ -38,26 +45,6 @@ class Slice:
     rows_pending: float
     rows_lost: float
     cache_entries: int
-
-
-def answered_2xx(text: str) -> int:
-    """The server's own count of 2xx answers (wrk does not count replies that arrive after
-    its clock stops, and the server logs those too)."""
-    return int(
-        sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("falcon_requests_total{") and 'status="2' in line
-        )
-    )
-
-
-def metric(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.split("{", 1)[0].split(" ", 1)[0] == name
-    )
 
 
 def main() -> None:
@@ -94,8 +81,8 @@ def main() -> None:
                 requests=int(data["requests"]),
                 non_2xx=int(data["non_2xx"]),
                 rss_mb=psutil.Process(proc.pid).memory_info().rss / 2**20,
-                rows_pending=metric(text, "falcon_request_log_rows_pending"),
-                rows_lost=metric(text, "falcon_request_log_rows_lost_total"),
+                rows_pending=metric_total(text, "falcon_request_log_rows_pending"),
+                rows_lost=metric_total(text, "falcon_request_log_rows_lost_total"),
                 cache_entries=httpx.get(f"{base}/readyz", timeout=5).json()["dependencies"][
                     "cache"
                 ]["details"]["entries"],
@@ -107,7 +94,11 @@ def main() -> None:
                       f"lost {s.rows_lost:.0f}  cache {s.cache_entries}  non-2xx {s.non_2xx}",
                       flush=True)  # fmt: skip
         time.sleep(0.5)  # replies still in flight when wrk stopped
-        answered = answered_2xx(httpx.get(f"{base}/metrics", timeout=5).text)
+        # The server's own count of 2xx: wrk does not count replies that arrive after its
+        # clock stops, and the server logs those too.
+        final = httpx.get(f"{base}/metrics", timeout=5).text
+        answered = int(metric_total(final, "falcon_requests_total",
+                                    lambda labels: labels["status"].startswith("2")))  # fmt: skip
     finally:
         stop(proc)
 

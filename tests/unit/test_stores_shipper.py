@@ -218,17 +218,25 @@ def test_the_shipper_thread_runs_niced_and_only_it(tmp_path: Path, engine: Engin
         shipper.stop(2.0)
 
 
+def _behind_shipper(tmp_path: Path) -> tuple[Shipper, SpoolAccount]:
+    """A niced shipper with more closed segments than it may fall behind by, and a database
+    that refuses every insert (no table), so the backlog stays until ``shipper.engine`` is
+    swapped for a working one."""
+    spool_dir = tmp_path / "spool"
+    account = spool(spool_dir, BACKLOG_SEGMENTS * 10 + 5)
+    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
+    breaker = CircuitBreaker("sqlite", BreakerPolicy(failure_threshold=1, reset_timeout_s=0.02))
+    shipper = Shipper(broken, SegmentWriter(spool_dir, account), account, breaker, batch=100,
+                      interval_s=0.01, nice=7)  # fmt: skip
+    return shipper, account
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux behaviour")
 @pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority back needs CAP_SYS_NICE")
 def test_a_backlog_puts_the_shipper_back_at_the_base_priority_until_it_is_shipped(
     tmp_path: Path, engine: Engine
 ) -> None:
-    spool_dir = tmp_path / "spool"
-    account = spool(spool_dir, BACKLOG_SEGMENTS * 10 + 5)  # more closed segments than allowed
-    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
-    breaker = CircuitBreaker("sqlite", BreakerPolicy(failure_threshold=1, reset_timeout_s=0.05))
-    shipper = Shipper(broken, SegmentWriter(spool_dir, account), account, breaker, batch=100,
-                      interval_s=0.02, nice=7)  # fmt: skip
+    shipper, account = _behind_shipper(tmp_path)
     base = _nice_of(threading.get_native_id())
     shipper.start()
     try:
@@ -245,7 +253,6 @@ def test_a_backlog_puts_the_shipper_back_at_the_base_priority_until_it_is_shippe
 
 def test_without_the_privilege_to_raise_it_back_the_shipper_says_so_once(
     tmp_path: Path,
-    engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -254,12 +261,7 @@ def test_without_the_privilege_to_raise_it_back_the_shipper_says_so_once(
     # As an unprivileged user: lowering the priority works, raising it back does not.
     monkeypatch.setattr(shipper_module, "thread_nice", lambda: 0)
     monkeypatch.setattr(shipper_module, "set_thread_nice", lambda nice: nice > 0)
-    spool_dir = tmp_path / "spool"
-    account = spool(spool_dir, BACKLOG_SEGMENTS * 10 + 5)
-    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
-    breaker = CircuitBreaker("sqlite", BreakerPolicy(failure_threshold=1, reset_timeout_s=0.01))
-    shipper = Shipper(broken, SegmentWriter(spool_dir, account), account, breaker, batch=100,
-                      interval_s=0.01, nice=7)  # fmt: skip
+    shipper, _ = _behind_shipper(tmp_path)
     with caplog.at_level("WARNING", logger="falcon.stores.shipper"):
         shipper.start()
         time.sleep(0.5)  # dozens of ticks with the backlog in place

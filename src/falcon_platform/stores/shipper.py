@@ -114,25 +114,24 @@ class ShipResult:
     torn_tail: bool
 
 
-def _sqlite_value(column: str) -> str:
-    expr = f"json_extract(value, '$.{column}')"
-    if column in _BOOLEANS:
-        return f"coalesce({expr}, 0)"
-    if column in _LENGTHS:
-        return f"substr({expr}, 1, {_LENGTHS[column]})"
-    return expr
+def _select_list(read: str, false: str, cut: str) -> str:
+    """The SELECT list that reads each column (``read`` formatted with the column name), with
+    ``prepare_rows``' defaults for booleans and cuts to the column length (``cut`` formatted
+    with the expression and the length)."""
+    values = []
+    for column in _COLUMN_NAMES:
+        expr = read.format(column)
+        if column in _BOOLEANS:
+            expr = f"coalesce({expr}, {false})"
+        elif column in _LENGTHS:
+            expr = cut.format(expr, _LENGTHS[column])
+        values.append(expr)
+    return ", ".join(values)
 
 
 _POSTGRESQL_TYPES = {str: "text", float: "double precision", int: "bigint", bool: "boolean"}
-
-
-def _postgresql_value(column: str) -> str:
-    expr = f"r.{column}"
-    if column in _BOOLEANS:
-        return f"coalesce({expr}, false)"
-    if column in _LENGTHS:
-        return f"left({expr}, {_LENGTHS[column]})"
-    return expr
+_SQLITE_VALUES = _select_list("json_extract(value, '$.{}')", "0", "substr({}, 1, {})")
+_POSTGRESQL_VALUES = _select_list("r.{}", "false", "left({}, {})")
 
 
 _NAMES = ", ".join(_COLUMN_NAMES)
@@ -148,12 +147,12 @@ _POSTGRESQL_RECORD = ", ".join(
 _BULK_INSERTS = {
     "sqlite": (
         f"INSERT INTO request_log ({_NAMES}) "  # noqa: S608 (schema's names; rows are bound)
-        f"SELECT {', '.join(_sqlite_value(c) for c in _COLUMN_NAMES)} FROM json_each(?) "
+        f"SELECT {_SQLITE_VALUES} FROM json_each(?) "
         "WHERE true ON CONFLICT (request_id) DO NOTHING"  # WHERE: SQLite's upsert grammar
     ),
     "postgresql": (
         f"INSERT INTO request_log ({_NAMES}) "  # noqa: S608 (schema's names; rows are bound)
-        f"SELECT {', '.join(_postgresql_value(c) for c in _COLUMN_NAMES)} "
+        f"SELECT {_POSTGRESQL_VALUES} "
         f"FROM json_to_recordset(%s::json) AS r({_POSTGRESQL_RECORD}) "
         "ON CONFLICT (request_id) DO NOTHING"
     ),
