@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 from falcon_platform.config.specfile import load_spec
-from falcon_platform.observability.rules import RULES_FILENAME, render_rules
+from falcon_platform.render.prometheus import RULES_FILENAME, render_rules
 from falcon_platform.testing.net import free_port, wait_for_http
-from falcon_platform.testing.runtime import LoadGenerator, start_supervisor, train_model
 from falcon_platform.testing.servers import find_binary
+from falcon_platform.testing.supervisor import LoadGenerator, start_supervisor, train_model
 
 pytestmark = pytest.mark.e2e
 

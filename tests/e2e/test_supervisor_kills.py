@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from falcon_platform.testing.runtime import LoadGenerator, start_supervisor, train_model
+from falcon_platform.testing.supervisor import LoadGenerator, start_supervisor, train_model
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from falcon_platform.testing.config import clean_environ, passing_prod_env, write_env
 from falcon_platform.testing.net import free_port
-from falcon_platform.testing.runtime import start_supervisor, train_model
+from falcon_platform.testing.supervisor import start_supervisor, train_model
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def runtime(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Compl
         **env,
     })  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "falcon_platform.runtime", *args],
+        [sys.executable, "-m", "falcon_platform.cli", *args],
         cwd=tmp_path, env=full, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

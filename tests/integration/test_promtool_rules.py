@@ -14,8 +14,8 @@ import yaml
 
 from falcon_platform.config.spec import AlertSpec, Spec
 from falcon_platform.observability.alert_defs import alert_names
-from falcon_platform.observability.grafana import dashboard
-from falcon_platform.observability.rules import RULES_FILENAME, render_rules
+from falcon_platform.render.grafana import dashboard
+from falcon_platform.render.prometheus import RULES_FILENAME, render_rules
 from falcon_platform.testing.alert_scenarios import (
     load_scenario,
     render_promtool_test,

@@ -10,9 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from falcon_platform.config.spec import Spec
+from falcon_platform.control.alerts_routes import create_alerts_router
 from falcon_platform.errors import FalconError
 from falcon_platform.observability import names
-from falcon_platform.observability.alerts_api import create_alerts_router
 from falcon_platform.observability.evaluator import AlertEvaluator
 from falcon_platform.observability.webhook import alertmanager_payload
 from falcon_platform.testing import FakeSLISource

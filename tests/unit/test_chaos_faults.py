@@ -15,8 +15,8 @@ from falcon_platform.chaos.faults import (
     FaultInjector,
     InjectedFaultError,
     build_injector,
-    parse_faults,
 )
+from falcon_platform.config.faults import parse_faults
 from falcon_platform.config.settings import load_settings
 from falcon_platform.errors import ConfigError
 from falcon_platform.testing.config import scrub_falcon_env

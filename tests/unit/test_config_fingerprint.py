@@ -17,9 +17,9 @@ from falcon_platform.config.fingerprint import (
     fingerprint,
     load_or_create_salt,
 )
-from falcon_platform.config.metrics import register_config_info
 from falcon_platform.config.settings import Settings, load_settings
 from falcon_platform.config.spec import Spec
+from falcon_platform.observability.config_info import register_config_info
 from falcon_platform.testing.config import scrub_falcon_env
 
 

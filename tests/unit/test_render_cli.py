@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from falcon_platform.cli.main import app
 from falcon_platform.config.spec import Spec
-from falcon_platform.observability.rules import render_rules
+from falcon_platform.render.prometheus import render_rules
 
 FALCON = str(Path(sys.executable).parent / "falcon")
 

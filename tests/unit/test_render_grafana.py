@@ -8,7 +8,7 @@ from pathlib import Path
 from falcon_platform.config.spec import AlertSpec, Spec
 from falcon_platform.observability import names
 from falcon_platform.observability.alert_defs import recording_rules
-from falcon_platform.observability.grafana import (
+from falcon_platform.render.grafana import (
     DASHBOARD_FILENAME,
     dashboard,
     render_dashboard,

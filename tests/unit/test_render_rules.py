@@ -9,7 +9,7 @@ from falcon_platform.config.spec import AlertSpec, BurnWindow, SLOSpec, Spec
 from falcon_platform.files import write_atomic
 from falcon_platform.observability import names
 from falcon_platform.observability.alert_defs import alert_names
-from falcon_platform.observability.rules import (
+from falcon_platform.render.prometheus import (
     RULES_FILENAME,
     render_prometheus,
     render_rules,

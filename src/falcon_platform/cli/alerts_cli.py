@@ -58,8 +58,8 @@ def alerts(
     profile: Annotated[str | None, typer.Option("--profile", help="dev, staging or prod.")] = None,
 ) -> None:
     """List firing and pending alerts (local evaluator and Alertmanager webhooks)."""
+    from falcon_platform.client.control import ControlClient
     from falcon_platform.config.settings import load_settings
-    from falcon_platform.runtime.client import ControlClient
 
     settings = load_settings(profile=profile)
     with ControlClient.from_settings(settings) as client:

@@ -54,7 +54,7 @@ def _emit(
 @app.command()
 def prometheus(spec: SpecOpt = None, out: OutOpt = None) -> None:
     """Prometheus rule file: SLI recording rules, burn-rate and runtime alerts."""
-    from falcon_platform.observability.rules import render_prometheus
+    from falcon_platform.render.prometheus import render_prometheus
 
     _emit(render_prometheus, spec, out)
 
@@ -62,6 +62,6 @@ def prometheus(spec: SpecOpt = None, out: OutOpt = None) -> None:
 @app.command()
 def grafana(spec: SpecOpt = None, out: OutOpt = None) -> None:
     """Grafana dashboard JSON (import it; pick the Prometheus data source)."""
-    from falcon_platform.observability.grafana import render_grafana
+    from falcon_platform.render.grafana import render_grafana
 
     _emit(render_grafana, spec, out)

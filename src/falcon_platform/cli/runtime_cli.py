@@ -25,8 +25,8 @@ from rich.table import Table
 from falcon_platform.errors import ConfigError, RuntimeStateError, SupervisorUnreachableError
 
 if TYPE_CHECKING:
+    from falcon_platform.client.control import ControlClient
     from falcon_platform.config.settings import Settings
-    from falcon_platform.runtime.client import ControlClient
 
 ProfileOpt = Annotated[
     str | None,
@@ -64,7 +64,7 @@ def _settings(
 
 
 def _client(settings: Settings, timeout: float = 10.0) -> ControlClient:
-    from falcon_platform.runtime.client import ControlClient
+    from falcon_platform.client.control import ControlClient
 
     return ControlClient.from_settings(settings, timeout=timeout)
 
@@ -148,7 +148,7 @@ def up(
         return
     configure_logging(settings.log_level, settings.log_format)
     _ensure_model(settings)
-    from falcon_platform.runtime.service import serve
+    from falcon_platform.control.plane import serve
 
     def announce(supervisor: Any) -> None:
         n = sum(supervisor.desired.values())
@@ -173,7 +173,7 @@ def up(
 
 
 def _control_where(settings: Settings) -> str:
-    from falcon_platform.runtime.client import control_url
+    from falcon_platform.client.control import control_url
 
     return control_url(settings)
 
@@ -185,7 +185,7 @@ def _detach(
     _ensure_model(settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.run_dir / "supervisor.log"
-    args = [sys.executable, "-m", "falcon_platform.runtime", "up"]
+    args = [sys.executable, "-m", "falcon_platform.cli", "up"]
     if workers:
         args += ["--workers", str(workers)]
     if spec_path:
@@ -419,7 +419,7 @@ def events(
     env_file: EnvFileOpt = None,
 ) -> None:
     """The event journal: worker starts/exits (OOMKilled...), restarts, crash loops, alerts."""
-    from falcon_platform.runtime.journal import parse_since
+    from falcon_platform.events.journal import parse_since
 
     start = None
     if since:
@@ -462,7 +462,7 @@ def worker(
     env_file: EnvFileOpt = None,
 ) -> None:
     """Run one worker (what each Kubernetes pod runs); SIGTERM drains and exits 0."""
-    from falcon_platform.runtime.worker import worker_main
+    from falcon_platform.worker.main import worker_main
 
     if fd is not None and (host is not None or port is not None):
         raise ConfigError("give either --fd or --host/--port, not both")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from falcon_platform.chaos.faults import parse_faults
+from falcon_platform.config.faults import parse_faults
 from falcon_platform.config.machine import MachineFacts
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec

@@ -19,6 +19,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -35,7 +36,6 @@ from falcon_platform.chaos.faults import FaultInjector
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import FalconError
 from falcon_platform.model.base import ServableModel
-from falcon_platform.observability.metrics import ServingMetrics
 from falcon_platform.serving import routes
 from falcon_platform.serving.admin import create_admin_app
 from falcon_platform.serving.batcher import MicroBatcher
@@ -48,6 +48,7 @@ from falcon_platform.serving.errors import (
 )
 from falcon_platform.serving.fastpath import FastPath
 from falcon_platform.serving.inference import InferenceService
+from falcon_platform.serving.metrics import ServingMetrics
 from falcon_platform.serving.schemas import BatchRequest, InferRequest, V2InferRequest
 from falcon_platform.serving.state import ServingState, StoresLike
 
@@ -153,7 +154,14 @@ def _chain_drain_on_signals(state: ServingState) -> None:
         signal.signal(sig, handler)
 
 
-async def _start(state: ServingState, service: InferenceService, owns: dict[str, bool]) -> None:
+@dataclass(slots=True)
+class _Started:
+    """What the lifespan's start-up got to, so shutdown undoes only that."""
+
+    stores: bool = False
+
+
+async def _start(state: ServingState, service: InferenceService, started: _Started) -> None:
     s = state.settings
     model = state.model
     if model is None:
@@ -166,7 +174,7 @@ async def _start(state: ServingState, service: InferenceService, owns: dict[str,
 
         state.stores = build_stores(s)
     await state.stores.start()
-    owns["stores"] = True
+    started.stores = True
     model.predict_proba(list(WARMUP_TEXTS))  # first call pays lazy init; not a client's
     batcher = MicroBatcher(
         model.predict_proba,
@@ -205,9 +213,9 @@ def _register_spec_metrics(state: ServingState) -> None:
     the supervisor journals) and the memory limit in force (the spec's unless
     FALCON_MEMORY_LIMIT_MB overrides it), so Prometheus can alert on memory against it."""
     from falcon_platform.config.fingerprint import fingerprint, salt_for
-    from falcon_platform.config.metrics import register_config_info
+    from falcon_platform.config.memory import memory_limits
     from falcon_platform.config.specfile import load_spec
-    from falcon_platform.runtime.policy import memory_limits
+    from falcon_platform.observability.config_info import register_config_info
 
     s = state.settings
     try:
@@ -227,7 +235,7 @@ def _register_spec_metrics(state: ServingState) -> None:
     register_config_info(state.metrics.registry, fp, labels=labels)
 
 
-async def _stop(state: ServingState, service: InferenceService, owns: dict[str, bool]) -> None:
+async def _stop(state: ServingState, service: InferenceService, started: _Started) -> None:
     state.begin_drain()
     state.faults.stop_announcing()
     gc.unfreeze()
@@ -235,7 +243,7 @@ async def _stop(state: ServingState, service: InferenceService, owns: dict[str, 
     await service.body.stop()
     if state.batcher is not None:
         await state.batcher.close(timeout_s=min(grace, state.settings.inference_timeout_ms / 1000))
-    if state.stores is not None and owns.get("stores"):
+    if state.stores is not None and started.stores:
         await state.stores.close()
     log.info("stopped", extra={"fields": {"worker": state.settings.worker_id}})
 
@@ -279,14 +287,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owns: dict[str, bool] = {}
+        started = _Started()
         if drain_on_signal:
             _chain_drain_on_signals(state)
         try:
-            await _start(state, service, owns)
+            await _start(state, service, started)
             yield
         finally:
-            await _stop(state, service, owns)
+            await _stop(state, service, started)
 
     app = FalconAPI(
         title="Falcon",

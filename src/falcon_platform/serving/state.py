@@ -18,8 +18,8 @@ from typing import Any, Literal, Protocol
 from falcon_platform.chaos.faults import FaultInjector
 from falcon_platform.config.settings import Settings
 from falcon_platform.model.base import ServableModel
-from falcon_platform.observability.metrics import ServingMetrics
 from falcon_platform.serving.batcher import MicroBatcher
+from falcon_platform.serving.metrics import ServingMetrics
 from falcon_platform.stores.base import (
     IdempotencyStore,
     RequestLogSink,

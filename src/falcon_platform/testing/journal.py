@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from falcon_platform.runtime.journal import Event, filter_events
+from falcon_platform.events.journal import Event, filter_events
 
 
 class FakeEventJournal:

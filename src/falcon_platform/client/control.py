@@ -1,0 +1,154 @@
+"""The CLI's client for the supervisor's control API (TCP or UNIX socket).
+
+client = ControlClient.from_settings(settings)
+client.status()["workers"]; client.health(); client.events(since=..., kinds=["worker_exited"])
+client.restart()                  # needs the admin token (env or <run_dir>/admin_token)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from falcon_platform.config.admin_token import read_admin_token
+from falcon_platform.config.settings import Settings
+from falcon_platform.errors import (
+    FalconError,
+    RuntimeStateError,
+    SupervisorUnreachableError,
+    UnauthorizedError,
+)
+
+
+def control_url(settings: Settings) -> str:
+    if settings.control_socket is not None:
+        return f"unix:{settings.control_socket}"
+    host = settings.control_host
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{settings.control_port}"
+
+
+class ControlClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None,
+        uds: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        transport = httpx.HTTPTransport(uds=uds) if uds else None
+        self.where = f"unix:{uds}" if uds else base_url
+        self._token = token
+        self._http = httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = 10.0) -> ControlClient:
+        token = read_admin_token(settings)
+        if settings.control_socket is not None:
+            return cls(
+                "http://falcon", token=token, uds=str(settings.control_socket), timeout=timeout
+            )
+        return cls(control_url(settings), token=token, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = False,
+        ok: Sequence[int] = (200, 202),
+        **kw: Any,
+    ) -> httpx.Response:
+        headers = {}
+        if auth:
+            if not self._token:
+                raise UnauthorizedError(
+                    "no admin token: set FALCON_ADMIN_TOKEN, or run as the user who started "
+                    "`falcon up` (it stored one in <FALCON_HOME>/run/admin_token)"
+                )
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = self._http.request(method, path, headers=headers, **kw)
+        except httpx.TransportError as exc:
+            raise SupervisorUnreachableError(
+                f"no Falcon supervisor answers at {self.where} ({type(exc).__name__}); "
+                "start one with `falcon up`, or set FALCON_CONTROL_PORT / FALCON_CONTROL_SOCKET"
+            ) from None
+        if response.status_code not in ok:
+            detail = _detail(response)
+            if response.status_code == 401:
+                raise UnauthorizedError(detail)
+            if response.status_code == 409:
+                raise RuntimeStateError(detail)
+            raise FalconError(f"control API {method} {path}: HTTP {response.status_code}: {detail}")
+        return response
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", "/status").json()
+        return body
+
+    def health(self) -> tuple[bool, str]:
+        body = self._request("GET", "/health", ok=(200, 503)).json()
+        return bool(body.get("ok")), str(body.get("detail", ""))
+
+    def events(
+        self,
+        *,
+        since: float | None = None,
+        kinds: Sequence[str] = (),
+        release: str | None = None,
+        worker: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        params: list[tuple[str, str | int | float]] = [("limit", limit)]
+        if since is not None:
+            params.append(("since", since))
+        params += [("kind", k) for k in kinds]
+        if release:
+            params.append(("release", release))
+        if worker:
+            params.append(("worker", worker))
+        events: list[dict[str, Any]] = self._request("GET", "/events", params=params).json()[
+            "events"
+        ]
+        return events
+
+    def alerts(self) -> dict[str, Any]:
+        """Firing and pending alerts from the supervisor's evaluator (``GET /alerts``)."""
+        body: dict[str, Any] = self._request("GET", "/alerts").json()
+        return body
+
+    def metrics(self) -> str:
+        return self._request("GET", "/metrics").text
+
+    def restart(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = self._request(
+            "POST", "/restart", auth=True, json={"env": dict(env or {})}
+        ).json()
+        return body
+
+    def shutdown(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("POST", "/shutdown", auth=True).json()
+        return body
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        return str(body.get("detail", body))
+    return str(body)

@@ -1,0 +1,174 @@
+"""Wiring for ``falcon up``: stores, journal, SLI store, token, gate, control API, supervisor.
+
+The CLI parses and renders; this builds the objects and runs them on one event loop::
+
+    code = asyncio.run(serve(settings, spec, workers=2, gate=outcome, on_listening=print_url))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from falcon_platform.config.admin_token import ensure_admin_token
+from falcon_platform.config.gate import GateOutcome
+from falcon_platform.config.settings import Settings
+from falcon_platform.config.spec import Spec
+from falcon_platform.control.alerting import alerting_plugin
+from falcon_platform.control.api import create_control_app
+from falcon_platform.errors import RuntimeStateError
+from falcon_platform.events.journal import (
+    BufferedJournal,
+    EventJournal,
+    EventKind,
+    SqlEventJournal,
+)
+from falcon_platform.observability.sli_store import SLIStore
+from falcon_platform.supervisor.enforcers import detect_enforcer
+from falcon_platform.supervisor.supervisor import Supervisor, open_public_socket
+from falcon_platform.worker.server import QuietServer
+
+log = logging.getLogger("falcon.supervisor")
+
+
+def state_file(settings: Settings) -> Path:
+    """``<run_dir>/supervisor.json``: pid and addresses of the running supervisor."""
+    return settings.run_dir / "supervisor.json"
+
+
+def journal_config(
+    settings: Settings, spec: Spec, journal: EventJournal, gate: GateOutcome | None
+) -> dict[str, Any]:
+    """Journal the settings fingerprint, what changed since the last start, and a gate override."""
+    from falcon_platform.config.fingerprint import (
+        Fingerprint,
+        describe_changes,
+        fingerprint,
+        load_or_create_salt,
+    )
+
+    current = fingerprint(settings, spec, salt=load_or_create_salt(settings.run_dir))
+    previous = journal.query(kinds=[EventKind.SETTINGS_FINGERPRINT], limit=1)
+    journal.record(EventKind.SETTINGS_FINGERPRINT, details=current.to_dict())
+    if previous:
+        old = Fingerprint.from_dict(dict(previous[-1].details))
+        if old.digest != current.digest:
+            journal.record(
+                EventKind.CONFIG_CHANGED,
+                details={
+                    "from": old.digest,
+                    "to": current.digest,
+                    "changes": describe_changes(old, current),
+                },
+            )
+    if gate is not None and gate.overridden:
+        journal.record(EventKind.GATE_OVERRIDE, details=gate.to_dict())
+        log.error(gate.summary())
+    return {"fingerprint": current.to_dict(), "gate": gate.to_dict() if gate is not None else None}
+
+
+async def serve(
+    settings: Settings,
+    spec: Spec,
+    *,
+    workers: int | None = None,
+    gate: GateOutcome | None = None,
+    worker_args: Sequence[str] = (),
+    on_listening: Callable[[Supervisor], None] | None = None,
+) -> int:
+    """Run the supervisor and its control API until stopped; returns the exit code."""
+    from falcon_platform.stores.database import ensure_schema, make_engine
+
+    # One line per probe/scrape (several a second) would drown the supervisor's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    for directory in (settings.run_dir, settings.data_dir, settings.spool_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(ensure_schema, settings)
+    engine = make_engine(settings, pool_size=2)
+    journal = BufferedJournal(SqlEventJournal(engine))
+    sli = SLIStore(settings.data_dir / "sli.db", retention_s=settings.sli_retention_days * 86400)
+    token = ensure_admin_token(settings)
+    config_info = journal_config(settings, spec, journal, gate)
+    sock = open_public_socket(settings.host, settings.port)
+    enforcer = detect_enforcer(str(os.getpid()), prefer=settings.memory_enforcement)
+    if settings.memory_enforcement == "cgroup" and not enforcer.kernel_enforced:
+        sock.close()
+        raise RuntimeStateError(
+            "FALCON_MEMORY_ENFORCEMENT=cgroup but no writable memory cgroup is available "
+            "(needs root and a cgroup v1/v2 memory controller); use auto or watchdog"
+        )
+    routers, periodic = alerting_plugin(settings, spec, sli, journal, token)
+    supervisor = Supervisor(
+        settings,
+        spec,
+        journal,
+        sli=sli,
+        enforcer=enforcer,
+        workers=workers,
+        periodic=periodic,
+        worker_args=worker_args,
+        sock=sock,
+        standby=settings.zygote,
+    )
+    app = create_control_app(
+        supervisor, journal, token, config_info=config_info, extra_routers=routers
+    )
+    if settings.control_socket is not None:
+        with contextlib.suppress(FileNotFoundError):
+            settings.control_socket.unlink()
+        config = uvicorn.Config(
+            app, uds=str(settings.control_socket), log_config=None, access_log=False, lifespan="off"
+        )
+    else:
+        config = uvicorn.Config(
+            app,
+            host=settings.control_host,
+            port=settings.control_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    control = QuietServer(config)
+    control_task = asyncio.create_task(control.serve())
+    if not await control.wait_started(control_task):
+        sock.close()
+        enforcer.close()
+        with contextlib.suppress(BaseException):
+            await control_task
+        where = settings.control_socket or f"{settings.control_host}:{settings.control_port}"
+        raise RuntimeStateError(
+            f"cannot serve the control API on {where} (in use? is a supervisor already running? "
+            "`falcon status`); set FALCON_CONTROL_PORT to a free port"
+        )
+    state_file(settings).write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "url": supervisor.url,
+                "control": str(settings.control_socket)
+                if settings.control_socket
+                else f"http://{settings.control_host}:{settings.control_port}",
+            }
+        )
+    )
+    if on_listening is not None:
+        on_listening(supervisor)
+    try:
+        code = await supervisor.run()
+    finally:
+        control.should_exit = True
+        with contextlib.suppress(BaseException):
+            await control_task
+        with contextlib.suppress(FileNotFoundError):
+            state_file(settings).unlink()
+        engine.dispose()
+    return code

@@ -1,0 +1,303 @@
+"""Test helpers for the runtime: a real `falcon up` in a subprocess, and a paced load generator.
+
+Used by ``tests/integration/test_supervisor_*.py`` and ``tests/e2e/test_supervisor_*.py``::
+
+    sup = start_supervisor(tmp_path, workers=2, spec_yaml=SHORT_BACKOFF, model_dir=model_dir)
+    with LoadGenerator(sup.url, rps=200) as load:
+        time.sleep(10)
+    assert load.result().success_ratio >= 0.995
+    sup.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from falcon_platform.testing.net import free_port
+
+
+def train_model(home: Path) -> Path:
+    """Train the default model once into ``home`` and return its directory."""
+    from falcon_platform.config.settings import Settings
+    from falcon_platform.model.registry import ensure_model
+
+    settings = Settings(home=home)
+    return Path(ensure_model(settings))
+
+
+@dataclass
+class RunningSupervisor:
+    proc: subprocess.Popen[bytes]
+    home: Path
+    port: int
+    control_port: int
+    env: dict[str, str]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
+
+    def cli(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run ``falcon <args>`` against this supervisor (same FALCON_* environment)."""
+        return subprocess.run(
+            [sys.executable, "-m", "falcon_platform.cli", *args],
+            env={**self.env, "COLUMNS": "200"},  # Rich wraps tables to 80 columns without a TTY
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.home.parent,
+        )
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(self.control_url + "/status", timeout=10).json()
+        return body
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        params = {"kind": kind} if kind else {}
+        found: list[dict[str, Any]] = httpx.get(
+            self.control_url + "/events", params=params, timeout=10
+        ).json()["events"]
+        return found
+
+    def wait_until(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float, what: str
+    ) -> dict[str, Any]:
+        """Poll /status until ``predicate(status)``; raise naming ``what`` and the last status."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"supervisor exited ({self.proc.returncode}):\n{self.log_tail()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                last = self.status()
+                if predicate(last):
+                    return last
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status: {last}")
+
+    def wait_ready(self, n: int, timeout: float = 120.0) -> dict[str, Any]:
+        return self.wait_until(
+            lambda s: sum(1 for w in s["workers"] if w["state"] == "ready") >= n,
+            timeout=timeout,
+            what=f"{n} ready workers",
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """Ctrl-C (SIGINT) and wait; SIGKILL the group if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return int(self.proc.returncode)
+
+    def request_log_ids(self) -> dict[str, int]:
+        """request_id -> rows in the embedded SQLite request log."""
+        db = self.home / "data" / "falcon.db"
+        with contextlib.closing(sqlite3.connect(str(db))) as conn:
+            return dict(
+                conn.execute(
+                    "SELECT request_id, COUNT(*) FROM request_log GROUP BY request_id"
+                ).fetchall()
+            )
+
+
+def start_supervisor(
+    tmp_path: Path,
+    *,
+    workers: int = 2,
+    spec_yaml: str | None = None,
+    model_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Iterable[str] = (),
+    wait_ready: bool = True,
+    ready_timeout: float = 120.0,
+) -> RunningSupervisor:
+    """Start ``falcon up`` (foreground mode, in its own process group) on free ports."""
+    home = tmp_path / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    port, control_port = free_port(), free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FALCON_")}
+    full_env.update(
+        {
+            "FALCON_HOME": str(home),
+            "FALCON_PORT": str(port),
+            "FALCON_CONTROL_PORT": str(control_port),
+            "FALCON_LOG_LEVEL": "WARNING",
+            "FALCON_SHUTDOWN_GRACE_S": "10",
+            "FALCON_SLI_SCRAPE_INTERVAL_S": "0.5",
+        }
+    )
+    if spec_yaml is not None:
+        spec_path = tmp_path / "falcon.yaml"
+        spec_path.write_text(spec_yaml)
+        full_env["FALCON_SPEC_PATH"] = str(spec_path)
+    else:
+        # The default spec. (An explicit FALCON_SPEC_PATH must exist: config.specfile.)
+        spec_path = tmp_path / "falcon.yaml"
+        spec_path.write_text("{}\n")
+        full_env["FALCON_SPEC_PATH"] = str(spec_path)
+    if model_dir is not None:
+        full_env["FALCON_MODEL_PATH"] = str(model_dir)
+    full_env.update(env or {})
+    log_path = tmp_path / "supervisor.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "falcon_platform.cli",
+                "up",
+                "--workers",
+                str(workers),
+                *args,
+            ],
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    sup = RunningSupervisor(proc, home, port, control_port, full_env, log_path)
+    if wait_ready:
+        try:
+            sup.wait_ready(workers, timeout=ready_timeout)
+        except BaseException:
+            sup.stop(timeout=20)
+            raise
+    return sup
+
+
+@dataclass
+class LoadResult:
+    ok_ids: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values()) + sum(self.errors.values())
+
+    @property
+    def ok(self) -> int:
+        return len(self.ok_ids)
+
+    @property
+    def failed(self) -> int:
+        return self.total - self.ok
+
+    @property
+    def success_ratio(self) -> float:
+        return self.ok / self.total if self.total else 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.total / max(1e-9, self.ended - self.started)
+
+    def describe(self) -> str:
+        return (
+            f"{self.total} requests at {self.rps:.0f} rps, ok {self.ok} ({self.success_ratio:.4%}), "
+            f"statuses {self.statuses}, errors {self.errors}"
+        )
+
+
+class LoadGenerator:
+    """Paced POST /infer from a few threads, each on fresh connections (``Connection: close``).
+
+    Fresh connections mean a draining worker never has an idle keep-alive connection a client
+    could race against; what is measured is the server side, not client reuse policy.
+    """
+
+    def __init__(self, url: str, *, rps: float, threads: int = 8, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/") + "/infer"
+        self.rps = rps
+        self.threads = threads
+        self.timeout = timeout
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._result = LoadResult()
+        self._workers: list[threading.Thread] = []
+
+    def __enter__(self) -> LoadGenerator:
+        self._result.started = time.monotonic()
+        for i in range(self.threads):
+            thread = threading.Thread(target=self._run, args=(i,), daemon=True)
+            thread.start()
+            self._workers.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._workers:
+            thread.join(timeout=self.timeout + 5)
+        self._result.ended = time.monotonic()
+
+    def result(self) -> LoadResult:
+        return self._result
+
+    def _run(self, index: int) -> None:
+        interval = self.threads / self.rps
+        next_at = time.monotonic() + index * interval / self.threads
+        with httpx.Client(timeout=self.timeout, headers={"Connection": "close"}) as client:
+            n = 0
+            while not self._stop.is_set():
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at += interval
+                n += 1
+                request_id = uuid.uuid4().hex
+                started = time.monotonic()
+                try:
+                    response = client.post(
+                        self.url,
+                        json={"text": f"load {index} {n} this product is great"},
+                        headers={"X-Request-ID": request_id},
+                    )
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        name = type(exc).__name__
+                        self._result.errors[name] = self._result.errors.get(name, 0) + 1
+                    continue
+                elapsed = time.monotonic() - started
+                with self._lock:
+                    code = response.status_code
+                    self._result.statuses[code] = self._result.statuses.get(code, 0) + 1
+                    self._result.latencies.append(elapsed)
+                    if 200 <= code < 300:
+                        self._result.ok_ids.append(response.headers.get("x-request-id", request_id))

@@ -1,0 +1,114 @@
+"""Real supervisor, real workers, real signals: a hung worker is replaced; a boot failure is not
+retried in a tight loop and shows CrashLoopBackOff."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from falcon_platform.testing.supervisor import start_supervisor, train_model
+
+pytestmark = pytest.mark.integration
+
+SPEC = """
+restart:
+  initial_backoff: 0.5s
+  max_backoff: 2s
+  jitter: 0.1
+  crash_loop_restarts: 2
+  crash_loop_window: 5m
+  boot_failure_max_tries: 3
+probes:
+  period: 0.5s
+  timeout: 0.5s
+  failure_threshold: 3
+  kill_grace: 2s
+"""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_model(tmp_path_factory.getbasetemp() / "falcon-model-home")
+
+
+def test_hung_worker_is_liveness_killed_and_replaced(tmp_path: Path, model_dir: Path) -> None:
+    """SIGSTOP a worker: /healthz times out 3x -> liveness_kill (SIGTERM, SIGKILL after the grace),
+    a new process takes the slot and becomes ready; the journal tells the story."""
+    sup = start_supervisor(tmp_path, workers=2, spec_yaml=SPEC, model_dir=model_dir)
+    try:
+        victim = sup.status()["workers"][0]
+        os.kill(victim["pid"], signal.SIGSTOP)
+        stopped_at = time.time()
+        status = sup.wait_until(
+            lambda s: any(
+                w["worker"] == victim["worker"]
+                and w["state"] == "ready"
+                and w["pid"] != victim["pid"]
+                for w in s["workers"]
+            ),
+            timeout=60,
+            what="the hung worker's replacement to be ready",
+        )
+        replaced_at = time.time()
+        kills = sup.events("liveness_kill")
+        assert [k["worker"] for k in kills] == [victim["worker"]]
+        assert kills[0]["details"]["why"] == "liveness probe failed"
+        assert kills[0]["details"]["failures"] >= 3
+        exited = [e for e in sup.events("worker_exited") if e["worker"] == victim["worker"]]
+        assert exited[0]["details"]["reason"] == "LivenessKilled"
+        assert exited[0]["details"]["signal"] == "SIGKILL"  # a stopped process ignores SIGTERM
+        assert exited[0]["details"]["exit_code"] == 137
+        # detection (3 x 0.5 s probes) + grace (2 s) + back-off (~0.5 s) + boot: bounded, not minutes
+        assert kills[0]["ts"] - stopped_at < 6.0
+        worker = next(w for w in status["workers"] if w["worker"] == victim["worker"])
+        assert worker["restarts"] == 1
+        assert worker["last_exit_reason"] == "LivenessKilled"
+        print(
+            f"hung worker: killed {kills[0]['ts'] - stopped_at:.2f}s after SIGSTOP, "
+            f"replacement ready {replaced_at - stopped_at:.2f}s after"
+        )
+    finally:
+        assert sup.stop() == 0
+
+
+def test_boot_failure_is_not_retried_in_a_tight_loop(tmp_path: Path) -> None:
+    """A bad model path: each try waits its back-off, the supervisor gives up after 3 tries,
+    says why (status, check-health, journal), and shows CrashLoopBackOff."""
+    bad_model = tmp_path / "no-such-model"
+    sup = start_supervisor(
+        tmp_path, workers=1, spec_yaml=SPEC, model_dir=bad_model, wait_ready=False
+    )
+    try:
+        status = sup.wait_until(
+            lambda s: bool(s["workers"]) and s["workers"][0]["state"] == "failed",
+            timeout=90,
+            what="the worker to be given up",
+        )
+        worker = status["workers"][0]
+        assert worker["boot_failures"] == 3
+        assert "no-such-model" in (worker["boot_message"] or "")
+        assert status["supervisor"]["crash_loop"] == {"r0": True}
+        time.sleep(3)  # given up means given up: no further starts
+        starts = sup.events("worker_started")
+        assert len(starts) == 3
+        gaps = [b["ts"] - a["ts"] for a, b in itertools.pairwise(starts)]
+        assert all(gap >= 0.45 for gap in gaps), gaps  # each retry waited its back-off
+        scheduled = sup.events("restart_scheduled")
+        assert [e["details"]["backoff_s"] > 0 for e in scheduled] == [True, True]
+        assert [e["kind"] for e in sup.events("worker_gave_up")] == ["worker_gave_up"]
+        assert sup.events("crash_loop_entered")
+        health = sup.cli("check-health")
+        assert health.returncode == 1
+        assert "0/1 workers ready" in health.stdout
+        assert "boot failed" in health.stdout
+        table = sup.cli("status")
+        assert table.returncode == 0, table.stderr
+        assert "failed" in table.stdout
+        assert "CrashLoopBackOff" in table.stdout
+    finally:
+        sup.stop()
