@@ -182,8 +182,10 @@ def test_machine_facts_parse_meminfo_and_cgroup_limits(tmp_path: Path) -> None:
     facts = read_machine_facts(meminfo, cgroup)
     assert facts.memory_mb == 2048
     assert "cgroup" in facts.source
+    assert facts.cgroup_limited
     (cgroup / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712")
     assert read_machine_facts(meminfo, cgroup).memory_mb == 24031
+    assert not read_machine_facts(meminfo, cgroup).cgroup_limited
 
 
 def test_a_lone_worker_is_judged_as_one_process() -> None:
@@ -197,3 +199,21 @@ def test_a_lone_worker_is_judged_as_one_process() -> None:
         settings, Spec(), override_reason=None, allow_faults=False, machine=pod, workers=1
     )
     assert outcome.passed
+
+
+def test_a_lone_worker_may_use_its_whole_container_limit() -> None:
+    """A Kubernetes pod whose memory limit is the worker's own (512 MiB, as rendered): the
+    kernel enforces exactly the worker's limit, nothing else runs there. The same 512 MB as
+    a machine's RAM (no cgroup), or two workers, still leave no room and are refused."""
+    settings = prod(workers=None, memory_limit_mb=512)
+
+    def rules(machine: MachineFacts, workers: int | None) -> list[str]:
+        found = evaluate_policy(settings, Spec(), machine, allow_faults=False, workers=workers)
+        return [v.rule for v in found]
+
+    pod = MachineFacts(memory_mb=512, cpu_count=16, source="cgroup", cgroup_limited=True)
+    assert rules(pod, 1) == []
+    assert rules(MachineFacts(memory_mb=512, cpu_count=16), 1) == ["memory-overcommit"]
+    assert rules(pod, 2) == ["memory-overcommit"]
+    smaller = MachineFacts(memory_mb=511, cpu_count=16, source="cgroup", cgroup_limited=True)
+    assert rules(smaller, 1) == ["memory-overcommit"]

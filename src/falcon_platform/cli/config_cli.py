@@ -76,6 +76,7 @@ def check(
         memory_mb=memory_mb if memory_mb is not None else here.memory_mb,
         cpu_count=cpus if cpus is not None else here.cpu_count,
         source="command line" if memory_mb is not None else here.source,
+        cgroup_limited=here.cgroup_limited if memory_mb is None else False,
     )
     report = check_config(
         profile=profile,

@@ -22,6 +22,8 @@ class MachineFacts:
     memory_mb: int
     cpu_count: int
     source: str = "given"
+    # True when memory_mb is this process's own cgroup limit (a container), not the RAM.
+    cgroup_limited: bool = False
 
 
 def parse_meminfo(text: str) -> int:
@@ -50,6 +52,9 @@ def read_machine_facts(
     memory = parse_meminfo(meminfo.read_text())
     source = str(meminfo)
     limit = _cgroup_limit_mb(cgroup_root)
-    if limit is not None and limit < memory:
+    limited = limit is not None and limit < memory
+    if limited and limit is not None:
         memory, source = limit, f"cgroup limit under {cgroup_root}"
-    return MachineFacts(memory_mb=memory, cpu_count=os.cpu_count() or 1, source=source)
+    return MachineFacts(
+        memory_mb=memory, cpu_count=os.cpu_count() or 1, source=source, cgroup_limited=limited
+    )

@@ -232,14 +232,19 @@ def _memory(ctx: _Context) -> Iterator[Violation]:
         workers = ctx.workers
     else:
         workers = settings.workers if settings.workers is not None else machine.cpu_count
-    budget = int(machine.memory_mb * MEMORY_BUDGET_FRACTION)
+    # A lone worker in its own container (one per Kubernetes pod): the container's limit is
+    # the worker's hard limit, enforced by the kernel (OOMKilled, 137), and there is no
+    # supervisor or other worker to leave room for.
+    lone_in_container = ctx.workers == 1 and machine.cgroup_limited
+    fraction = 1.0 if lone_in_container else MEMORY_BUDGET_FRACTION
+    budget = int(machine.memory_mb * fraction)
     if workers * limit > budget:
         yield Violation(
             "memory-overcommit",
             "FALCON_WORKERS",
             f"{workers} x {limit} MB",
             f"{workers} workers x {limit} MB = {workers * limit} MB exceeds "
-            f"{MEMORY_BUDGET_FRACTION:.0%} of the machine's {machine.memory_mb} MB "
+            f"{fraction:.0%} of the machine's {machine.memory_mb} MB "
             f"({machine.source}); the kernel OOM killer would act before Falcon's limits.",
             f"lower FALCON_WORKERS or FALCON_MEMORY_LIMIT_MB so workers x limit <= {budget} MB",
         )
