@@ -1,10 +1,12 @@
-"""`falcon render prometheus|grafana [--out DIR]`: outputs rendered from the spec.
+"""`falcon render prometheus|grafana|k8s [--out DIR]`: outputs rendered from the spec.
 
 Without ``--out`` the text goes to stdout (pipe it anywhere); with ``--out`` each file
 is written atomically (temp file + rename) and its path printed on stderr::
 
     falcon render prometheus --out deploy/prometheus
     falcon render grafana --spec falcon.yaml > dashboard.json
+    falcon render k8s --out deploy/k8s --image registry.example/falcon:0.1.0
+    falcon render k8s --env prod | kubectl apply --dry-run=client -f -
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from rich.console import Console
 from falcon_platform.config.spec import Spec
 
 app = typer.Typer(
-    help="Render Prometheus rules and the Grafana dashboard from the spec.", no_args_is_help=True
+    help="Render Prometheus rules, the Grafana dashboard and Kubernetes manifests from the spec.",
+    no_args_is_help=True,
 )
 
 SpecOpt = Annotated[
@@ -65,3 +68,59 @@ def grafana(spec: SpecOpt = None, out: OutOpt = None) -> None:
     from falcon_platform.render.grafana import render_grafana
 
     _emit(render_grafana, spec, out)
+
+
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        help="dev, staging or prod: only this overlay (with --out), or print this environment's "
+        "manifests (without --out).",
+    ),
+]
+ImageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image", help="Container image, pinned by tag or digest (default falcon:<version>)."
+    ),
+]
+
+
+@app.command()
+def k8s(
+    spec: SpecOpt = None, out: OutOpt = None, env: EnvOpt = None, image: ImageOpt = None
+) -> None:
+    """Kubernetes: a Kustomize layout (base + overlays per environment); docs/KUBERNETES.md.
+
+    Each environment's settings are loaded like `falcon config check --profile ENV` does
+    (config/ENV.env, .env, the environment); secret settings become Secret references."""
+    from falcon_platform.config.settings import load_settings
+    from falcon_platform.config.specfile import load_spec
+    from falcon_platform.errors import ConfigError
+    from falcon_platform.files import write_atomic
+    from falcon_platform.render.k8s import ENVIRONMENTS, K8sOptions, render_layout, render_manifests
+
+    if env is not None and env not in ENVIRONMENTS:
+        raise ConfigError(f"--env {env!r}: use one of {', '.join(ENVIRONMENTS)}")
+    if out is None and env is None:
+        raise ConfigError(
+            "give --out DIR for the Kustomize layout, or --env ENV to print one environment's "
+            "manifests on stdout"
+        )
+    options = K8sOptions() if image is None else K8sOptions(image=image)
+    the_spec = load_spec(spec)
+    chosen = [env] if env is not None else list(ENVIRONMENTS)
+    settings = {e: load_settings(profile=e) for e in chosen}
+    if out is None:
+        assert env is not None
+        typer.echo(render_manifests(the_spec, settings[env], options, env), nl=False)
+        return
+    files = render_layout(the_spec, settings, options)
+    for name, text in files.items():
+        write_atomic(out / name, text)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"wrote {len(files)} files under {out}: base/, "
+        + ", ".join(f"overlays/{e}/" for e in chosen)
+        + ", components/ (kubectl apply -k "
+        + f"{out / 'overlays' / chosen[-1]})"
+    )
