@@ -40,7 +40,8 @@ SERVICE_PORT = 443
 # runs, but kube-proxy and ingress controllers learn it a few seconds later; the worker keeps
 # serving for that long before SIGTERM closes its listener.
 PRESTOP_SLEEP_S = 5
-# After the worker's own drain bound, before the kubelet's SIGKILL: interpreter exit, logs.
+# After the worker's own drain bound, before the kubelet's SIGKILL: the interpreter's exit
+# (freeing NumPy/scikit-learn took 2-3 s on the shared 2-core test machine).
 EXIT_MARGIN_S = 5
 # emptyDir headroom above the spool's byte budget: file-system blocks and lock files.
 # Above sizeLimit the kubelet evicts the pod, so the worker's own 503 must come first.
