@@ -1,4 +1,4 @@
-"""Every `falcon …` command line in the README and the runbook exists, with the options it shows.
+"""Every `falcon …` command line in the README, the runbook and KUBERNETES.md exists, with the options it shows.
 
 The runbook is only useful if its commands work when someone is paged; this walks each command
 line found in the docs through the real CLI's command tree (subcommands and `--options`).
@@ -17,7 +17,7 @@ import typer
 from falcon_platform.cli.main import app
 
 ROOT = Path(__file__).parents[2]
-DOCS = [ROOT / "README.md", ROOT / "docs" / "RUNBOOK.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "RUNBOOK.md", ROOT / "docs" / "KUBERNETES.md"]
 # `falcon …` at the start of a shell line (after env assignments or .venv/bin/) or in `inline code`
 _LINE = re.compile(r"^(?:[A-Z_]+=\S*\s+)*(?:\.venv/bin/)?falcon\s+(.*)$")
 _INLINE = re.compile(r"`(?:\.venv/bin/)?falcon ([^`]+)`")
