@@ -8,6 +8,9 @@ renderer under test.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -389,3 +392,39 @@ def test_pinned_images_are_accepted() -> None:
         "registry.example/falcon@sha256:" + "a" * 64,
     ):
         assert manifests(Spec(), settings("prod"), K8sOptions(image=image), "prod")
+
+
+def test_cli_prints_one_environment_or_writes_the_layout(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # no falcon.yaml, no config/: the built-in defaults
+    for name in [n for n in os.environ if n.startswith("FALCON_")]:
+        monkeypatch.delenv(name)
+    runner = CliRunner()
+    printed = runner.invoke(cli_app, ["render", "k8s", "--env", "staging", "--image", IMAGE])
+    assert printed.exit_code == 0, printed.output
+    docs = [d for d in yaml.safe_load_all(printed.stdout) if d]
+    assert docs == manifests(Spec(), settings("staging"), OPTIONS, "staging")
+    written = runner.invoke(
+        cli_app, ["render", "k8s", "--out", "out", "--env", "prod", "--image", IMAGE]
+    )
+    assert written.exit_code == 0, written.output
+    overlays = sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir())
+    assert overlays == ["prod"]
+    assert (tmp_path / "out" / "base" / "kustomization.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "give --out DIR"),
+        (["--env", "qa"], "use one of dev, staging, prod"),
+        (["--env", "prod", "--image", "falcon"], "not pinned"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_the_fix(args: list[str], needle: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "falcon"), "render", "k8s", *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert needle in done.stderr
+    assert done.stdout == ""
