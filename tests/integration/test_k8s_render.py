@@ -113,6 +113,30 @@ def test_promtool_accepts_the_built_prometheus_rule(layout: Path, tmp_path: Path
     assert "SUCCESS" in done.stdout
 
 
+def test_the_promtool_scenario_tests_pass_on_the_built_prometheus_rule(
+    layout: Path, tmp_path: Path
+) -> None:
+    """tests/promtool/*.test.yml (the seed incident and the others, step by step) against the
+    rules as the cluster gets them: Prometheus fires the same alerts at the same steps."""
+    promtool = find_binary("promtool")
+    built = keyed(kustomize_build(kubectl(), layout / "overlays" / "prod"))
+    groups = built[("PrometheusRule", "falcon")]["spec"]["groups"]
+    scenarios = sorted((Path(__file__).parents[1] / "promtool").glob("*.test.yml"))
+    assert scenarios
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+    (tmp_path / "tests").mkdir()
+    for scenario in scenarios:
+        test = yaml.safe_load(scenario.read_text())
+        test["rule_files"] = ["../rules.yml"]
+        (tmp_path / "tests" / scenario.name).write_text(yaml.safe_dump(test, sort_keys=False))
+    done = subprocess.run(
+        [promtool, "test", "rules", *(s.name for s in scenarios)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path / "tests", check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("SUCCESS") == len(scenarios)
+
+
 def test_the_cli_writes_no_secret_from_its_environment(tmp_path: Path) -> None:
     secrets = {
         "FALCON_ADMIN_TOKEN": "adm-7f3e9c1b5d2a8e4f6c0b",
