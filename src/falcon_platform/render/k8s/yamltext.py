@@ -19,6 +19,9 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
 
+    def ignore_aliases(self, data: object) -> bool:
+        return True  # a selector used twice is written twice, not as &id001 / *id001
+
 
 def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     literal = "\n" in data and not any(line != line.rstrip() for line in data.splitlines())
