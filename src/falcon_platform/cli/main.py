@@ -19,6 +19,7 @@ from falcon_platform.cli import (
     alerts_cli,
     config_cli,
     db_cli,
+    loadtest_cli,
     model_cli,
     render_cli,
     runtime_cli,
@@ -38,6 +39,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(render_cli.app, name="render")
 runtime_cli.register(app)
 alerts_cli.register(app)
+loadtest_cli.register(app)
 
 
 @app.command()

@@ -13,9 +13,18 @@ into messages that suggest the closest valid key.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from falcon_platform.config.thresholds import parse_threshold
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -196,6 +205,146 @@ class GateSpec(_Section):
     max_rss_growth_mb: float = Field(default=50, ge=0)
 
 
+class LoadStage(_Section):
+    """Ramp linearly to ``rate`` over ``duration`` (a 0s stage jumps to it at once)."""
+
+    duration: Duration
+    rate: float = Field(ge=0, description="Arrival rate (requests/s) at the end of the stage.")
+
+
+class LoadProfile(_Section):
+    """One load-test profile: an open-model arrival schedule and its pass/fail thresholds."""
+
+    description: str = ""
+    stages: list[LoadStage] = Field(min_length=1)
+    start_rate: float | None = Field(
+        default=None, ge=0, description="Rate at t=0; null = the first stage's rate (flat)."
+    )
+    endpoint: Literal["infer", "batch", "v2"] = "infer"
+    texts: Literal["unique", "repeated", "corpus"] = "corpus"
+    connections: int = Field(
+        default=64, ge=1, le=10_000, description="Cap on requests in flight (more are dropped)."
+    )
+    timeout: Duration = Field(default=10.0, gt=0, description="Per request.")
+    thresholds: list[str] = Field(default_factory=list)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_parse(cls, value: list[str]) -> list[str]:
+        return [parse_threshold(text).text for text in value]
+
+
+def _default_load_profiles() -> dict[str, LoadProfile]:
+    # Sized for a 2-core machine running Falcon and the generator side by side.
+    return {
+        "smoke": LoadProfile(
+            description="CI and after every deploy: a few seconds, no error, a sane latency.",
+            stages=[LoadStage(duration=5, rate=20)],
+            texts="corpus",
+            thresholds=[
+                "error_ratio <= 0",
+                "dropped <= 0",
+                "p50_ms < 25",
+                "p99_ms < 250",
+                "achieved_rate_ratio > 0.95",
+                "restarts <= 0",
+            ],
+        ),
+        "baseline": LoadProfile(
+            description="The expected steady load for a minute.",
+            stages=[LoadStage(duration=60, rate=50)],
+            thresholds=[
+                "error_ratio < 0.001",
+                "dropped_ratio < 0.001",
+                "p99_ms < 100",
+                "memory_slope_mb_per_min < 5",
+                "time_to_memory_limit_min > 60",
+                "restarts <= 0",
+            ],
+        ),
+        "stress": LoadProfile(
+            description="Ramp well past the baseline; errors stay rare, nothing restarts.",
+            start_rate=0,
+            stages=[
+                LoadStage(duration=30, rate=200),
+                LoadStage(duration=60, rate=400),
+                LoadStage(duration=30, rate=0),
+            ],
+            texts="unique",
+            thresholds=["error_ratio < 0.01", "p99_ms < 500", "restarts <= 0", "oom_kills <= 0"],
+        ),
+        "spike": LoadProfile(
+            description="A sudden 20x burst and back: shed rather than fall over.",
+            stages=[
+                LoadStage(duration=10, rate=20),
+                LoadStage(duration=0, rate=400),
+                LoadStage(duration=20, rate=400),
+                LoadStage(duration=0, rate=20),
+                LoadStage(duration=20, rate=20),
+            ],
+            thresholds=["error_ratio < 0.05", "restarts <= 0", "oom_kills <= 0"],
+        ),
+        "soak": LoadProfile(
+            description="Ten minutes at the baseline rate: memory must stay flat.",
+            stages=[LoadStage(duration=600, rate=50)],
+            thresholds=[
+                "error_ratio < 0.001",
+                "p99_ms < 100",
+                "memory_slope_mb_per_min < 1",
+                "time_to_memory_limit_min > 240",
+                "restarts <= 0",
+                "oom_kills <= 0",
+            ],
+        ),
+    }
+
+
+class CapacitySpec(_Section):
+    """`falcon loadtest capacity`: the highest rate at which the SLO holds (bounded search)."""
+
+    start_rate: float = Field(default=50, gt=0, description="First step (requests/s).")
+    max_rate: float = Field(default=5000, gt=0, description="Never tries above this.")
+    step_duration: Duration = Field(default=10.0, gt=0, description="Constant rate per step.")
+    max_steps: int = Field(default=12, ge=2, le=50)
+    precision: float = Field(
+        default=0.05, gt=0, lt=1, description="Stop when bounds are this close (ratio)."
+    )
+    p99_ms: float | None = Field(
+        default=None, gt=0, description="Extra p99 bound; null = the slo section's alone."
+    )
+    endpoint: Literal["infer", "batch", "v2"] = "infer"
+    texts: Literal["unique", "repeated", "corpus"] = "corpus"
+    connections: int = Field(default=256, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CapacitySpec:
+        if self.start_rate > self.max_rate:
+            raise ValueError("loadtest.capacity.start_rate must not exceed max_rate")
+        return self
+
+
+class LoadTestSpec(_Section):
+    """`falcon loadtest` profiles (yours are merged over these by name) and capacity search."""
+
+    sample_interval: Duration = Field(
+        default=1.0, gt=0, description="Control-API sampling of worker memory."
+    )
+    profiles: dict[str, LoadProfile] = Field(default_factory=_default_load_profiles)
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec)
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _merge_over_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", name):
+                raise ValueError(
+                    f"profile name {name!r}: use lower-case letters, digits, '-' or '_'"
+                )
+        return {**_default_load_profiles(), **value}
+
+
 class Spec(_Section):
     """The whole ``falcon.yaml``."""
 
@@ -208,3 +357,4 @@ class Spec(_Section):
     alerts: AlertSpec = Field(default_factory=AlertSpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
     gates: GateSpec = Field(default_factory=GateSpec)
+    loadtest: LoadTestSpec = Field(default_factory=LoadTestSpec)

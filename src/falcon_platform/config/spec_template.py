@@ -11,6 +11,7 @@ durations are written the Prometheus way (``5m``).
 
 from __future__ import annotations
 
+import json
 import textwrap
 from typing import Any
 
@@ -40,6 +41,10 @@ SECTION_NOTES: dict[str, str] = {
     "Prometheus rules and used by the local evaluator).",
     "canary": "Canary steps (percent of workers on the new release) and abort thresholds.",
     "gates": "Pre-deploy gates: this config check and a short load test watching RSS growth.",
+    "loadtest": "`falcon loadtest run PROFILE`: open-model load (arrival rate per stage, latency "
+    "from each request's scheduled start) and k6-like thresholds; a failed threshold exits 99. "
+    "Profiles you write here are merged over these by name. `falcon loadtest capacity` "
+    "searches the highest rate at which the slo section still holds.",
 }
 
 
@@ -81,9 +86,17 @@ def _section(model: BaseModel, indent: str) -> list[str]:
                 lines.extend(f"{indent}# {part}" for part in textwrap.wrap(note or doc[0], 88))
             lines.append(f"{indent}{name}:")
             lines.extend(_section(value, indent + "  "))
+        elif isinstance(value, dict) and value:
+            lines.append(f"{indent}{name}:{_comment(info.description)}")
+            for key, item in value.items():
+                lines.append(f"{indent}  {key}:")
+                lines.extend(_section(item, indent + "    "))
         elif isinstance(value, list) and value:
             lines.append(f"{indent}{name}:{_comment(info.description)}")
-            lines.extend(f"{indent}  - {_flow(item)}" for item in value)
+            lines.extend(
+                f"{indent}  - {_flow(item) if isinstance(item, BaseModel) else json.dumps(item)}"
+                for item in value
+            )
         else:
             text = _scalar(value, _is_duration(info))
             lines.append(f"{indent}{name}: {text}{_comment(info.description)}")
