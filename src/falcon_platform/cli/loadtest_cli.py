@@ -176,6 +176,7 @@ def run(
     timeout: Annotated[str | None, typer.Option("--timeout", help="Per request, e.g. 10s.")] = None,
     threshold: Annotated[list[str] | None, typer.Option("--threshold", help="'p99_ms < 50' (repeat; replaces the profile's).")] = None,
     closed_loop: Annotated[bool, typer.Option("--closed-loop", help="Users wait for each answer (hides stalls: for comparison only).")] = False,
+    memory_warmup: Annotated[str | None, typer.Option("--memory-warmup", help="Leave memory samples before this out of the slope, e.g. 10s.")] = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
     report: ReportOpt = None,
@@ -202,6 +203,7 @@ def run(
             timeout_s=parse_duration(timeout) if timeout is not None else None,
             thresholds=tuple(threshold) if threshold else None,
             closed_loop=closed_loop,
+            memory_warmup_s=parse_duration(memory_warmup) if memory_warmup is not None else None,
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
@@ -219,7 +221,7 @@ def run(
         if live_mode == "live":
             with Live(console=err, auto_refresh=False, transient=True) as live:
                 result = run_load(job.plan, url, options=job.options, thresholds=job.thresholds,
-                                  control=control,
+                                  control=control, memory_warmup_s=job.memory_warmup_s,
                                   sample_interval_s=spec.loadtest.sample_interval,
                                   progress=lambda p: live.update(progress_table(p),
                                                                  refresh=True))  # fmt: skip
@@ -231,7 +233,7 @@ def run(
 
             result = run_load(job.plan, url, options=job.options, thresholds=job.thresholds,
                               control=control, sample_interval_s=spec.loadtest.sample_interval,
-                              progress=lines)  # fmt: skip
+                              memory_warmup_s=job.memory_warmup_s, progress=lines)  # fmt: skip
     _emit(result, job.name, as_json, out, report)
 
 

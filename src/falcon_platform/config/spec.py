@@ -226,6 +226,9 @@ class LoadProfile(_Section):
         default=64, ge=1, le=10_000, description="Cap on requests in flight (more are dropped)."
     )
     timeout: Duration = Field(default=10.0, gt=0, description="Per request.")
+    memory_warmup: Duration = Field(
+        default=0.0, description="Memory samples before this are left out of the slope."
+    )
     thresholds: list[str] = Field(default_factory=list)
 
     @field_validator("thresholds")
@@ -244,8 +247,8 @@ def _default_load_profiles() -> dict[str, LoadProfile]:
             thresholds=[
                 "error_ratio <= 0",
                 "dropped <= 0",
-                "p50_ms < 25",
-                "p99_ms < 250",
+                "p50_ms < 12",
+                "p99_ms < 150",
                 "achieved_rate_ratio > 0.95",
                 "restarts <= 0",
             ],
@@ -253,6 +256,7 @@ def _default_load_profiles() -> dict[str, LoadProfile]:
         "baseline": LoadProfile(
             description="The expected steady load for a minute.",
             stages=[LoadStage(duration=60, rate=50)],
+            memory_warmup=10,
             thresholds=[
                 "error_ratio < 0.001",
                 "dropped_ratio < 0.001",
@@ -287,6 +291,7 @@ def _default_load_profiles() -> dict[str, LoadProfile]:
         "soak": LoadProfile(
             description="Ten minutes at the baseline rate: memory must stay flat.",
             stages=[LoadStage(duration=600, rate=50)],
+            memory_warmup=60,
             thresholds=[
                 "error_ratio < 0.001",
                 "p99_ms < 100",

@@ -30,6 +30,7 @@ class Overrides:
     timeout_s: float | None = None
     thresholds: tuple[str, ...] | None = None  # replaces the profile's when given
     closed_loop: bool = False
+    memory_warmup_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Job:
     plan: LoadPlan
     options: LoadOptions
     thresholds: tuple[str, ...]
+    memory_warmup_s: float = 0.0
 
 
 def plan_of(profile: LoadProfile) -> LoadPlan:
@@ -90,7 +92,10 @@ def resolve(spec: LoadTestSpec, name: str | None, over: Overrides | None = None)
         thresholds = tuple(_checked(t) for t in over.thresholds)
     else:
         thresholds = tuple(profile.thresholds) if profile else ()
-    return Job(name or "ad hoc", plan, options, thresholds)
+    warmup = over.memory_warmup_s
+    if warmup is None:
+        warmup = profile.memory_warmup if profile else 0.0
+    return Job(name or "ad hoc", plan, options, thresholds, warmup)
 
 
 def _checked(text: str) -> str:

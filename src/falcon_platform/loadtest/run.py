@@ -127,18 +127,20 @@ async def run_load_async(
     use_control = False
     if control is not None:
         use_control, side_why = await asyncio.to_thread(check_control, control, tgt)
+    sampler = (
+        ServerSampler(control, t0=time.perf_counter(), interval_s=sample_interval_s)
+        if use_control and control is not None
+        else None
+    )
+    if sampler is not None:  # the state before the first request (off the loop: it blocks)
+        await asyncio.to_thread(sampler.sample)
     rec = Recorder()
     engine = Engine(tgt, source, rec, connections=opts.connections, timeout_s=opts.timeout_s,
                     keep_alive=opts.keep_alive, on_response=on_response,
                     capture=capture)  # fmt: skip
-    sampler = (
-        ServerSampler(control, t0=engine.t0, interval_s=sample_interval_s)
-        if use_control and control is not None
-        else None
-    )
     started_at = time.time()
     if sampler is not None:
-        sampler.sample()  # the state before the first request
+        sampler.rebase(engine.t0)
         sampler.start()
     ticker = (
         asyncio.create_task(_tick(engine, plan, sampler, progress))
@@ -282,7 +284,17 @@ class BackgroundLoad:
         """Seconds since the load started (the clock of every ``Outcome.scheduled_t``)."""
         return self._engine.now() if self._engine is not None else 0.0
 
+    def join(self, timeout: float = 120.0) -> LoadResult:
+        """Wait for the plan to finish on its own (a finite plan) and return the result."""
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise RuntimeError(f"the load test did not finish within {timeout}s")
+        return self._result
+
     def stop(self, timeout: float = 60.0) -> LoadResult:
+        """Stop the schedule now (an open-ended plan's normal end) and return the result."""
         self._stop.set()
         self._thread.join(timeout)
         if self._error is not None:

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -236,6 +236,12 @@ class ServerSampler:
         snap = Snapshot(t, workers, oom, queue, shed)
         self.snapshots.append(snap)
         return snap
+
+    def rebase(self, t0: float) -> None:
+        """Measure from ``t0`` from now on; earlier samples get negative times."""
+        shift = self.t0 - t0
+        self.snapshots = [replace(s, t=s.t + shift) for s in self.snapshots]
+        self.t0 = t0
 
     @property
     def latest(self) -> Snapshot | None:
