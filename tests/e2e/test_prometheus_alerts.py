@@ -144,7 +144,7 @@ def test_injected_errors_fire_the_error_rate_alert_in_prometheus_and_locally(
         target = f"127.0.0.1:{sup.control_port}"
         with run_prometheus(prometheus_bin, tmp_path / "prom", target, rules) as prom:
             started = time.monotonic()
-            with LoadGenerator(sup.url, rps=40, threads=2) as load:
+            with LoadGenerator(sup.url, rps=40) as load:
                 deadline = started + 90
                 while time.monotonic() < deadline and (
                     seen_prometheus is None or seen_local is None
@@ -245,7 +245,7 @@ def test_seed_leak_memory_growth_alert_fires_before_the_oom_kill(
                 httpx.get(f"{sup.control_url}/alerts", timeout=5).json()["alerts"]
             )
             started = time.monotonic()
-            with LoadGenerator(sup.url, rps=20, threads=2):
+            with LoadGenerator(sup.url, rps=20):
                 while time.monotonic() < started + 120 and len(local) + len(prometheus) < 4:
                     now = time.monotonic() - started
                     prom_alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"][

@@ -43,7 +43,7 @@ def test_kill9_every_5s_under_load(tmp_path: Path, model_dir: Path) -> None:
     rng = random.Random(4)
     killed: list[tuple[str, int, float]] = []
     try:
-        with LoadGenerator(sup.url, rps=200, threads=8) as load:
+        with LoadGenerator(sup.url, rps=200) as load:
             time.sleep(2.5)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -98,7 +98,7 @@ def test_rolling_restart_under_load_has_zero_failures(tmp_path: Path, model_dir:
     sup = start_supervisor(tmp_path, workers=2, spec_yaml=SPEC, model_dir=model_dir)
     try:
         before = {w["pid"] for w in sup.status()["workers"]}
-        with LoadGenerator(sup.url, rps=150, threads=6) as load:
+        with LoadGenerator(sup.url, rps=150) as load:
             time.sleep(2)
             started = time.monotonic()
             done = sup.cli("restart", timeout=180)

@@ -1,6 +1,6 @@
 """Outage tests under load: a real Falcon server process, real redis-server and PostgreSQL.
 
-A paced httpx load generator (4 threads, a few hundred requests/s in total) runs while the
+An open-model load generator (``falcon_platform.loadtest``, a few hundred requests/s) runs while the
 test kills Redis, stops PostgreSQL, holds a lock on the request-log table or fills the
 request-log disk budget. Each test prints the measured effect (failed requests, rows lost,
 latency per phase); run with ``-s`` to see it:
@@ -14,19 +14,21 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from sqlalchemy import func, select
 
 from falcon_platform.config.settings import Settings
+from falcon_platform.loadtest import BackgroundLoad, LoadOptions, LoadPlan, start_load
+from falcon_platform.loadtest.engine import Outcome
 from falcon_platform.model.registry import ensure_model
 from falcon_platform.stores import database
 from falcon_platform.stores.schema import request_log
@@ -54,7 +56,7 @@ TEXTS = [
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    t: float  # monotonic seconds since the load started, when the request was sent
+    t: float  # seconds since the load started, when the request was scheduled
     status: int  # 0 = transport error
     latency_ms: float
     request_id: str
@@ -138,68 +140,39 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[ServerProces
         server.kill()
 
 
-@dataclass
 class LoadGenerator:
-    """``threads`` paced httpx clients sending POST /infer at ``rps`` in total, in a background thread each."""
+    """POST /infer at ``rps`` on keep-alive connections (``falcon_platform.loadtest``, open
+    model: latency from each request's scheduled start), one :class:`Sample` per request."""
 
-    url: str
-    rps: float = 200
-    threads: int = 4
-    prefix: str = "load"
-    samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _workers: list[threading.Thread] = field(default_factory=list)
-    _t0: float = 0.0
+    def __init__(self, url: str, rps: float = 200, prefix: str = "load") -> None:
+        self.url = url
+        self.samples: list[Sample] = []
+        self._prefix = f"{prefix}x"
+        self._plan = LoadPlan.open_ended(rps)
+        self._run: BackgroundLoad | None = None
+
+    def _seen(self, o: Outcome) -> None:
+        hit = False
+        if o.status == 200:
+            hit = bool(orjson.loads(o.body).get("cache_hit"))
+        self.samples.append(Sample(o.scheduled_t, o.status, o.latency_s * 1000,
+                                   f"{self._prefix}{o.index:08d}", hit,
+                                   o.headers.get("falcon-degraded", "")))  # fmt: skip
 
     def start(self) -> None:
-        self._t0 = time.monotonic()
-        for n in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(n,), daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        # the 80 TEXTS in turn: the response cache has something to hit
+        options = LoadOptions(texts="corpus", corpus=tuple(TEXTS), request_id_prefix=self._prefix)
+        self._run = start_load(self._plan, self.url, options=options, on_response=self._seen,
+                               capture=True)  # fmt: skip
 
     def now(self) -> float:
-        return time.monotonic() - self._t0
+        assert self._run is not None
+        return self._run.now()
 
     def stop(self) -> list[Sample]:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(30)
+        assert self._run is not None
+        self._run.stop()
         return sorted(self.samples, key=lambda s: s.t)
-
-    def _run(self, n: int) -> None:
-        interval = self.threads / self.rps
-        local: list[Sample] = []
-        next_at = time.monotonic() + n * interval / self.threads
-        i = 0
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            while not self._stop.is_set():
-                wait = next_at - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                next_at = max(next_at + interval, time.monotonic() - interval)  # no catch-up burst
-                rid = f"{self.prefix}{n}x{i:07d}"
-                text = TEXTS[(i * 7 + n) % len(TEXTS)]
-                i += 1
-                sent = time.monotonic()
-                try:
-                    r = client.post("/infer", json={"text": text}, headers={"X-Request-ID": rid})
-                    status = r.status_code
-                    hit = bool(r.json().get("cache_hit")) if status == 200 else False
-                    degraded = r.headers.get("falcon-degraded", "")
-                except httpx.HTTPError:
-                    status, hit, degraded = 0, False, ""
-                local.append(
-                    Sample(
-                        sent - self._t0,
-                        status,
-                        (time.monotonic() - sent) * 1000,
-                        rid,
-                        hit,
-                        degraded,
-                    )
-                )
-        self.samples.extend(local)  # list.extend is atomic under the GIL
 
 
 def window(samples: list[Sample], start: float, end: float) -> list[Sample]:

@@ -55,7 +55,7 @@ class Outcome:
 
     index: int
     scheduled_t: float  # seconds since the start of the run
-    latency_s: float | None  # from the scheduled start; None when no response came
+    latency_s: float  # from the scheduled start to the answer (or to the failure)
     status: int  # 0 when no HTTP response came
     error: str | None  # connect_error | disconnected | timeout | protocol_error
     headers: dict[str, str] = field(default_factory=dict)
@@ -313,7 +313,7 @@ class Engine:
                 Outcome(
                     req.index,
                     req.sched,
-                    latency if error is None else None,
+                    latency,
                     status,
                     error,
                     conn.headers if conn is not None and self.capture else {},

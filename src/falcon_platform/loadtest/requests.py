@@ -81,6 +81,7 @@ class RequestSource:
         keep_alive: bool = True,
         request_id_prefix: str | None = None,
         run_tag: str | None = None,
+        corpus: tuple[str, ...] | None = None,
     ) -> None:
         if endpoint not in ENDPOINTS:
             raise InvalidInputError(f"endpoint {endpoint!r}: choose one of {', '.join(ENDPOINTS)}")
@@ -101,7 +102,7 @@ class RequestSource:
         self._rid = request_id_prefix
         # A fresh tag per run: unique texts never hit a cache warmed by an earlier run.
         self._tag = run_tag or secrets.token_hex(3)
-        self._corpus = corpus_texts() if texts == "corpus" else ()
+        self._corpus = (corpus or corpus_texts()) if texts == "corpus" else ()
 
     def request_id(self, i: int) -> str | None:
         return None if self._rid is None else f"{self._rid}{i:08d}"

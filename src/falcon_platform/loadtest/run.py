@@ -50,6 +50,7 @@ class LoadOptions:
     model_name: str = "sentiment"
     batch_size: int = 8
     request_id_prefix: str | None = None
+    corpus: tuple[str, ...] | None = None  # texts="corpus": these instead of the model's
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ async def run_load_async(
     stop = stop or threading.Event()
     source = RequestSource(tgt, endpoint=opts.endpoint, texts=opts.texts,
                            model_name=opts.model_name, batch_size=opts.batch_size,
-                           keep_alive=opts.keep_alive,
+                           keep_alive=opts.keep_alive, corpus=opts.corpus,
                            request_id_prefix=opts.request_id_prefix)  # fmt: skip
     await _preflight(tgt)
     side_why = "no control API given (server-side numbers need `falcon up`'s control API)"

@@ -1,9 +1,9 @@
-"""Test helpers for the runtime: a real `falcon up` in a subprocess, and a paced load generator.
+"""Test helpers for the runtime: a real `falcon up` in a subprocess, and open-model load.
 
 Used by ``tests/integration/test_supervisor_*.py`` and ``tests/e2e/test_supervisor_*.py``::
 
     sup = start_supervisor(tmp_path, workers=2, spec_yaml=SHORT_BACKOFF, model_dir=model_dir)
-    with LoadGenerator(sup.url, rps=200) as load:
+    with LoadGenerator(sup.url, rps=200) as load:      # falcon_platform.loadtest underneath
         time.sleep(10)
     assert load.result().success_ratio >= 0.995
     sup.stop()
@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -201,13 +200,14 @@ def start_supervisor(
 
 
 @dataclass
-class LoadResult:
+class LoadTally:
+    """What a :class:`LoadGenerator` saw, in the terms the supervisor tests assert on."""
+
     ok_ids: list[str] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)
-    started: float = 0.0
-    ended: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)  # transport errors, and "dropped"
+    elapsed_s: float = 0.0
+    p99_ms: float = 0.0
 
     @property
     def total(self) -> int:
@@ -227,77 +227,63 @@ class LoadResult:
 
     @property
     def rps(self) -> float:
-        return self.total / max(1e-9, self.ended - self.started)
+        return self.total / max(1e-9, self.elapsed_s)
 
     def describe(self) -> str:
         return (
             f"{self.total} requests at {self.rps:.0f} rps, ok {self.ok} ({self.success_ratio:.4%}), "
-            f"statuses {self.statuses}, errors {self.errors}"
+            f"p99 {self.p99_ms:.1f} ms, statuses {self.statuses}, errors {self.errors}"
         )
 
 
 class LoadGenerator:
-    """Paced POST /infer from a few threads, each on fresh connections (``Connection: close``).
+    """POST /infer at a constant ``rps`` until the block ends (``falcon_platform.loadtest``).
 
-    Fresh connections mean a draining worker never has an idle keep-alive connection a client
-    could race against; what is measured is the server side, not client reuse policy.
+    Open model: requests go out on schedule whatever the server does, so a failed or stalled
+    worker shows up as errors or latency, never as requests quietly not sent; one that cannot
+    get a connection (``connections`` in flight) is counted as ``errors["dropped"]``. Each
+    request carries a unique ``X-Request-ID`` (``ok_ids`` lists those answered 2xx) and a
+    fresh connection (``Connection: close``), so a draining worker never holds an idle
+    keep-alive connection a client could race against: what is measured is the server.
     """
 
-    def __init__(self, url: str, *, rps: float, threads: int = 8, timeout: float = 10.0) -> None:
-        self.url = url.rstrip("/") + "/infer"
-        self.rps = rps
-        self.threads = threads
-        self.timeout = timeout
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._result = LoadResult()
-        self._workers: list[threading.Thread] = []
+    def __init__(
+        self, url: str, *, rps: float, timeout: float = 10.0, connections: int = 256
+    ) -> None:
+        from falcon_platform.loadtest import LoadOptions, LoadPlan
+
+        self.url = url
+        self._prefix = f"lg{uuid.uuid4().hex[:8]}-"
+        self._plan = LoadPlan.open_ended(rps)
+        self._options = LoadOptions(connections=connections, timeout_s=timeout, texts="unique",
+                                    keep_alive=False, request_id_prefix=self._prefix)  # fmt: skip
+        self._ok: list[int] = []
+        self._run: Any = None
+        self._tally = LoadTally()
+
+    def _seen(self, outcome: Any) -> None:
+        if 200 <= outcome.status < 300:
+            self._ok.append(outcome.index)  # list.append is atomic under the GIL
 
     def __enter__(self) -> LoadGenerator:
-        self._result.started = time.monotonic()
-        for i in range(self.threads):
-            thread = threading.Thread(target=self._run, args=(i,), daemon=True)
-            thread.start()
-            self._workers.append(thread)
+        from falcon_platform.loadtest import start_load
+
+        self._run = start_load(self._plan, self.url, options=self._options,
+                               on_response=self._seen)  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._workers:
-            thread.join(timeout=self.timeout + 5)
-        self._result.ended = time.monotonic()
+        result = self._run.stop()
+        errors = dict(result.transport_errors)
+        if result.dropped:
+            errors["dropped"] = result.dropped
+        self._tally = LoadTally(
+            ok_ids=[f"{self._prefix}{i:08d}" for i in sorted(self._ok)],
+            statuses=dict(result.statuses),
+            errors=errors,
+            elapsed_s=result.elapsed_s,
+            p99_ms=result.latency.p99_ms,
+        )
 
-    def result(self) -> LoadResult:
-        return self._result
-
-    def _run(self, index: int) -> None:
-        interval = self.threads / self.rps
-        next_at = time.monotonic() + index * interval / self.threads
-        with httpx.Client(timeout=self.timeout, headers={"Connection": "close"}) as client:
-            n = 0
-            while not self._stop.is_set():
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                next_at += interval
-                n += 1
-                request_id = uuid.uuid4().hex
-                started = time.monotonic()
-                try:
-                    response = client.post(
-                        self.url,
-                        json={"text": f"load {index} {n} this product is great"},
-                        headers={"X-Request-ID": request_id},
-                    )
-                except httpx.HTTPError as exc:
-                    with self._lock:
-                        name = type(exc).__name__
-                        self._result.errors[name] = self._result.errors.get(name, 0) + 1
-                    continue
-                elapsed = time.monotonic() - started
-                with self._lock:
-                    code = response.status_code
-                    self._result.statuses[code] = self._result.statuses.get(code, 0) + 1
-                    self._result.latencies.append(elapsed)
-                    if 200 <= code < 300:
-                        self._result.ok_ids.append(response.headers.get("x-request-id", request_id))
+    def result(self) -> LoadTally:
+        return self._tally
