@@ -394,11 +394,15 @@ def test_postgres_stopped_then_locked_mid_load_fails_nothing_loses_nothing_and_l
         )
         >= 2
     )
-    # Inference never waits on PostgreSQL. The margin absorbs the shared 2-core CI machine's
-    # noise; a request path that waited on the 1 s lock timeout would blow far past it.
-    margin_ms = max(25.0, p99(baseline))
-    assert p99(down) <= p99(baseline) + margin_ms, summary("down", down)
-    assert p99(slow) <= p99(baseline) + margin_ms, summary("slow", slow)
+    # Inference never waits on PostgreSQL: a request path that waited on the 1 s lock/statement
+    # time-out would put every request of these phases at >= 1,000 ms. Latency is measured
+    # from each scheduled start (open model), so a scheduling hiccup of the shared 2-core
+    # machine delays every request due during it, not just the few in flight: the p99 margin
+    # absorbs that, and stays an order of magnitude below the 1 s a waiting path would show.
+    margin_ms = max(100.0, p99(baseline))
+    for phase, name in ((down, "down"), (slow, "slow")):
+        assert p50(phase) <= p50(baseline) + 10, summary(name, phase)
+        assert p99(phase) <= p99(baseline) + margin_ms, summary(name, phase)
 
 
 # --- the disk budget -----------------------------------------------------------------------
