@@ -16,7 +16,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -266,7 +266,3 @@ class ServerSampler:
             self._thread.join(timeout=15)
         self.sample()
         return list(self.snapshots)
-
-
-def workers_of(snapshots: Iterable[Snapshot]) -> list[str]:
-    return sorted({r.worker for s in snapshots for r in s.workers})
