@@ -58,6 +58,7 @@ BAD_CASES = [
         {"database_url": "postgresql://f:change-me-database-password@db/f"},
     ),
     ("redis-password-default", {"redis_url": "redis://:change-me-redis-password@r:6379/0"}),
+    ("redis-password-missing", {"redis_url": "redis://r:6379/0"}),
     ("memory-limit-missing", {"memory_limit_mb": 0}),
     ("memory-overcommit", {"workers": 16, "memory_limit_mb": 512}),
     ("tls-incomplete", {"tls_certfile": "/etc/falcon/cert.pem"}),
@@ -78,6 +79,63 @@ def test_every_rule_id_is_exercised_or_a_warning() -> None:
     """The RULE_IDS list (the runbook's sections) matches what the cases and warnings cover."""
     warnings = {"memory-soft-limit-off", "log-inputs", "spec-gate-disabled", "debug-switch"}
     assert {c[0] for c in BAD_CASES} | warnings == set(RULE_IDS)
+
+
+# Weak secrets from the hardening issue (11, finding 8), each with why it is weak (a hand-written
+# table: the reason is what the operator reads).
+WEAK_SECRETS = [
+    ("change-me-admin-token-2", "placeholder word"),
+    ("aaaaaaaaaaaaaaaa", "guessable"),
+    ("changemechangeme", "placeholder word"),
+    (" " * 16, "whitespace"),
+    ("password123", "placeholder word"),
+    ("change%2Dme%2Dnow%2D7Hq4pL9x", "placeholder word"),  # percent-encoded placeholder
+    ("Change_Me-9f8e7d6c5b4a", "placeholder word"),
+    ("abcdefghijklmnopqrst", "guessable"),  # a sequence
+    ("asdfghjklzxcvbnmpoiu", "guessable"),  # a keyboard run
+    ("7Hq4pL9x2Wm", "shorter than 16"),
+    ("7Hq4pL9x 2Wm5Rt8Kz3", "whitespace"),
+]
+
+
+@pytest.mark.parametrize(("secret", "why"), WEAK_SECRETS, ids=[w[0] for w in WEAK_SECRETS])
+def test_weak_secrets_are_refused_in_every_secret_with_the_reason(secret: str, why: str) -> None:
+    """The admin token, the database password and the Redis password are judged alike."""
+    from urllib.parse import quote
+
+    in_url = quote(secret, safe="%")  # as an operator would write it into a URL
+    cases = {
+        "admin-token-default": {"admin_token": secret},
+        "database-password-default": {"database_url": f"postgresql://f:{in_url}@db/f"},
+        "redis-password-default": {"redis_url": f"redis://:{in_url}@r:6379/0"},
+    }
+    for rule, changes in cases.items():
+        found = [
+            v
+            for v in evaluate_policy(prod(**changes), Spec(), MACHINE, allow_faults=False)
+            if v.severity == "error"
+        ]
+        assert [v.rule for v in found] == [rule], (rule, secret)
+        assert why in found[0].why, found[0].why
+        assert secret.strip() == "" or secret not in found[0].line()  # never shown
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [TEST_ADMIN_TOKEN, TEST_DB_PASSWORD, "0f3a9c7e5b1d2468", "Xk2_vQ9-Lm4pR7tZ8wB3nC6y"],
+)
+def test_strong_secrets_pass(secret: str) -> None:
+    settings = prod(
+        admin_token=secret,
+        database_url=f"postgresql://f:{secret}@db/f",
+        redis_url=f"redis://:{secret}@r:6379/0",
+    )
+    assert rules(settings) == []
+
+
+def test_no_redis_url_needs_no_redis_password() -> None:
+    """Without FALCON_REDIS_URL there is no Redis to protect (embedded stores)."""
+    assert rules(prod(redis_url=None)) == []
 
 
 def test_debug_switch_from_an_env_file_is_refused(tmp_path: Path) -> None:

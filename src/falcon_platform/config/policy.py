@@ -11,10 +11,11 @@ dangerous and how to fix it, and never shows a secret. ``prod`` refuses (errors)
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from falcon_platform.config.faults import parse_faults
 from falcon_platform.config.machine import MachineFacts
@@ -44,6 +45,27 @@ TEMPLATE_SECRETS = frozenset(
     }
 )
 MIN_TOKEN_CHARS = 16
+# Words that make a secret a placeholder wherever they appear in it (compared after URL-decoding,
+# lower-casing and dropping separators): "change-me-admin-token-2", "changemechangeme" and
+# "change%2Dme" are the template's placeholder with a twist, not secrets.
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "replaceme",
+    "placeholder",
+    "example",
+    "password",
+    "passw0rd",
+    "secret",
+    "notsecret",
+    "qwerty",
+    "letmein",
+    "123456",
+)
+# A secret must take at least 10**12 guesses by zxcvbn's estimate (dictionary words, repeats,
+# sequences and keyboard runs count for little): `secrets.token_urlsafe(32)` scores ~10**43,
+# 16 random hex digits ~10**15, "aaaaaaaaaaaaaaaa" 10**2.3, "password123" 10**2.8.
+MIN_SECRET_GUESSES_LOG10 = 12.0
+_SEPARATORS = re.compile(r"[-_.\s:/+~]")
 # Share of the machine's memory the workers may take; the rest is for the supervisor, the OS
 # and the page cache (the seed's workers all died together when the node ran out).
 MEMORY_BUDGET_FRACTION = 0.9
@@ -165,14 +187,13 @@ def _admin_token(ctx: _Context) -> Iterator[Violation]:
             "print(secrets.token_urlsafe(32))'",
         )
         return
-    raw = token.get_secret_value()
-    if raw.strip().lower() in TEMPLATE_SECRETS or len(raw) < MIN_TOKEN_CHARS:
+    weakness = secret_weakness(token.get_secret_value())
+    if weakness is not None:
         yield Violation(
             "admin-token-default",
             "FALCON_ADMIN_TOKEN",
             "<redacted>",
-            f"the token is a template placeholder or shorter than {MIN_TOKEN_CHARS} characters; "
-            "it is published in the repository or guessable.",
+            f"the token is weak: {weakness}; anyone who guesses it can deploy or stop workers.",
             "generate a new one: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
 
@@ -189,27 +210,80 @@ def _database_password(ctx: _Context) -> Iterator[Violation]:
             "log stays on one worker's disk or the database is open.",
             "set FALCON_DATABASE_URL=postgresql://falcon:<password>@<host>:5432/falcon",
         )
-    elif password.strip().lower() in TEMPLATE_SECRETS:
+    elif (weakness := secret_weakness(_decoded(password))) is not None:
         yield Violation(
             "database-password-default",
             "FALCON_DATABASE_URL",
             "<redacted>",
-            "the database password is a template placeholder published in the repository.",
-            "set a generated password in FALCON_DATABASE_URL (and on the database)",
+            f"the database password is weak: {weakness}.",
+            "set a generated password in FALCON_DATABASE_URL (and on the database): "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))'",
         )
 
 
 def _redis_password(ctx: _Context) -> Iterator[Violation]:
     url = ctx.settings.redis_url
-    password = urlsplit(url.get_secret_value()).password if url is not None else None
-    if password and password.strip().lower() in TEMPLATE_SECRETS:
+    if url is None:
+        return  # no Redis: the embedded cache and the machine's SQLite idempotency store
+    password = urlsplit(url.get_secret_value()).password
+    if not password:
+        yield Violation(
+            "redis-password-missing",
+            "FALCON_REDIS_URL",
+            "<redacted>",
+            "Redis without a password lets anyone who reaches it read and replace stored "
+            "idempotent answers and cached predictions.",
+            "set requirepass on Redis and FALCON_REDIS_URL=redis://:<password>@<host>:6379/0",
+        )
+    elif (weakness := secret_weakness(_decoded(password))) is not None:
         yield Violation(
             "redis-password-default",
             "FALCON_REDIS_URL",
             "<redacted>",
-            "the Redis password is a template placeholder published in the repository.",
+            f"the Redis password is weak: {weakness}.",
             "set a generated password in FALCON_REDIS_URL (and requirepass on Redis)",
         )
+
+
+def _decoded(text: str) -> str:
+    """A URL's password as the server sees it: percent-decoding undone (twice-encoded too)."""
+    for _ in range(3):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why ``secret`` is too weak for production, or None (pure; never returns the secret).
+
+    >>> secret_weakness("change-me-admin-token-2")
+    'it contains the placeholder word "changeme"'
+    >>> secret_weakness("aaaaaaaaaaaaaaaa")
+    'it is guessable (about 10^2 guesses; at least 10^12 needed)'
+    """
+    if any(ch.isspace() for ch in secret):
+        return "it contains whitespace (a copy-paste accident, or padding)"
+    plain = _decoded(secret)
+    if plain.strip().lower() in TEMPLATE_SECRETS:
+        return "it is a template placeholder published in the repository"
+    folded = _SEPARATORS.sub("", plain.lower())
+    for word in PLACEHOLDER_WORDS:
+        if word in folded:
+            return f'it contains the placeholder word "{word}"'
+    if len(plain) < MIN_TOKEN_CHARS:
+        return f"it is shorter than {MIN_TOKEN_CHARS} characters"
+    # zxcvbn (Dropbox's estimator, pure Python) is imported here: only the gate needs it.
+    from zxcvbn import zxcvbn
+
+    guesses_log10 = float(zxcvbn(plain[:100])["guesses_log10"])
+    if guesses_log10 < MIN_SECRET_GUESSES_LOG10:
+        return (
+            f"it is guessable (about 10^{int(guesses_log10)} guesses; at least "
+            f"10^{int(MIN_SECRET_GUESSES_LOG10)} needed)"
+        )
+    return None
 
 
 def _memory(ctx: _Context) -> Iterator[Violation]:
@@ -351,6 +425,7 @@ RULE_IDS = (
     "admin-token-default",
     "database-password-missing",
     "database-password-default",
+    "redis-password-missing",
     "redis-password-default",
     "memory-limit-missing",
     "memory-overcommit",
