@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     CRASH_LOOP_LEFT = "crash_loop_left"
     LIMIT_RECYCLE = "limit_recycle"
     LIVENESS_KILL = "liveness_kill"
+    LIVENESS_KILL_DEFERRED = "liveness_kill_deferred"
     ROLLING_RESTART_STARTED = "rolling_restart_started"
     ROLLING_RESTART_FINISHED = "rolling_restart_finished"
     ORPHANS_SHIPPED = "orphans_shipped"

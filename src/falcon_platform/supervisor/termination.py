@@ -1,7 +1,13 @@
 """Ending worker processes: signalling, draining, liveness kills, and which workers to kill.
 
 :func:`find_unhealthy` is the pure verdict over the slots (startup timeout, failed liveness
-probes, a drain or kill past its deadline); :func:`kill_unhealthy` performs it::
+probes, a drain or kill past its deadline); :func:`kill_unhealthy` performs it.
+
+Liveness kills take at most one worker of a release at a time: while one is being killed or
+restarted after a liveness kill, the others of its pool are left alone however sick they look.
+Workers that fail together usually fail for one cause (a connection flood exhausting their
+descriptors, a slow dependency): killing all of them turns a degradation into an outage, and
+one replacement at a time still cures a real hang::
 
     find_unhealthy(slots, spec.probes, now)   # [LivenessKill(w2, "liveness probe failed"), ...]
     kill_unhealthy(slots, spec.probes, now, clock=clock, metrics=metrics, journal=journal)
@@ -22,6 +28,7 @@ from falcon_platform.config.spec import ProbeSpec
 from falcon_platform.events.journal import EventJournal, EventKind
 from falcon_platform.supervisor.fleet_metrics import SupervisorMetrics
 from falcon_platform.supervisor.lifecycle import WorkerEvent, WorkerState
+from falcon_platform.supervisor.restarts import ExitReason
 from falcon_platform.supervisor.slots import Slot
 
 log = logging.getLogger("falcon.supervisor")
@@ -64,9 +71,24 @@ def drain(slot: Slot, *, deadline: float, retiring: bool = False, recycling: boo
     signal_worker(slot, signal.SIGTERM)
 
 
+def liveness_kill_in_flight(slot: Slot) -> bool:
+    """The slot was liveness-killed and is not serving again yet (killing, backing off, booting)."""
+    if slot.state is WorkerState.KILLING and slot.liveness_killed:
+        return True
+    last = slot.last_exit
+    return (
+        last is not None
+        and last.reason is ExitReason.LIVENESS_KILLED
+        and slot.state in (WorkerState.EXITED, WorkerState.BACKOFF, WorkerState.STARTING)
+    )
+
+
 def find_unhealthy(slots: Iterable[Slot], probes: ProbeSpec, now: float) -> list[Verdict]:
-    """Which workers to kill at monotonic time ``now``, and why (at most one verdict a slot)."""
+    """Which workers to kill at monotonic time ``now``, and why (at most one verdict a slot;
+    at most one liveness kill per release in flight)."""
+    slots = list(slots)
     verdicts: list[Verdict] = []
+    failing: dict[str, list[Slot]] = {}
     for slot in slots:
         if slot.state is WorkerState.STARTING and slot.started_mono is not None:
             if now - slot.started_mono > probes.startup_timeout:
@@ -76,17 +98,7 @@ def find_unhealthy(slots: Iterable[Slot], probes: ProbeSpec, now: float) -> list
                     )
                 )
         elif slot.state is WorkerState.READY and slot.liveness_failures >= probes.failure_threshold:
-            verdicts.append(
-                LivenessKill(
-                    slot,
-                    "liveness probe failed",
-                    {
-                        "failures": slot.liveness_failures,
-                        "period_s": probes.period,
-                        "timeout_s": probes.timeout,
-                    },
-                )
-            )
+            failing.setdefault(slot.release, []).append(slot)
         elif (
             slot.state in (WorkerState.DRAINING, WorkerState.KILLING)
             and slot.deadline is not None
@@ -96,7 +108,38 @@ def find_unhealthy(slots: Iterable[Slot], probes: ProbeSpec, now: float) -> list
             and not slot.extra.get("sigkilled")
         ):
             verdicts.append(Escalate(slot))
+    for release, sick in sorted(failing.items()):
+        busy = any(liveness_kill_in_flight(s) for s in slots if s.release == release)
+        if busy:
+            continue
+        victim = max(sick, key=lambda s: (s.liveness_failures, -(s.ready_mono or 0.0), -s.index))
+        verdicts.append(
+            LivenessKill(
+                victim,
+                "liveness probe failed",
+                {
+                    "failures": victim.liveness_failures,
+                    "period_s": probes.period,
+                    "timeout_s": probes.timeout,
+                    "failing_in_pool": sorted(s.slot_id for s in sick),
+                },
+            )
+        )
     return verdicts
+
+
+def deferred_liveness_kills(
+    slots: Iterable[Slot], verdicts: Iterable[Verdict], probes: ProbeSpec
+) -> list[Slot]:
+    """Ready workers failing their probes that are not killed now (one of their pool is)."""
+    chosen = {v.slot.slot_id for v in verdicts}
+    return [
+        s
+        for s in slots
+        if s.state is WorkerState.READY
+        and s.liveness_failures >= probes.failure_threshold
+        and s.slot_id not in chosen
+    ]
 
 
 def liveness_kill(
@@ -135,7 +178,24 @@ def kill_unhealthy(
     journal: EventJournal,
 ) -> None:
     """Perform :func:`find_unhealthy`'s verdicts."""
-    for verdict in find_unhealthy(list(slots), probes, now):
+    slots = list(slots)
+    verdicts = find_unhealthy(slots, probes, now)
+    for slot in deferred_liveness_kills(slots, verdicts, probes):
+        if not slot.extra.get("kill_deferred"):
+            slot.extra["kill_deferred"] = True  # said once per process, not every tick
+            log.warning(
+                "%s fails its liveness probe but another worker of release %s is being "
+                "replaced after a liveness kill; it is left alone until that one is ready",
+                slot.slot_id,
+                slot.release,
+            )
+            journal.record(
+                EventKind.LIVENESS_KILL_DEFERRED,
+                release=slot.release,
+                worker=slot.slot_id,
+                details={"pid": slot.pid, "failures": slot.liveness_failures},
+            )
+    for verdict in verdicts:
         slot = verdict.slot
         if isinstance(verdict, LivenessKill):
             liveness_kill(
