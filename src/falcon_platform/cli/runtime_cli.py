@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from falcon_platform.errors import ConfigError, RuntimeStateError, SupervisorUnreachableError
@@ -150,7 +151,16 @@ def up(
     _ensure_model(settings)
     from falcon_platform.control.plane import serve
 
+    def unbootable(why: str) -> None:
+        _err().print(
+            f"[bold red]error:[/] {escape(why)}\n"
+            "  Falcon is NOT serving: every request is answered 503. Fix the cause, then "
+            "`falcon restart` (or Ctrl-C).",
+            highlight=False,
+        )
+
     def announce(supervisor: Any) -> None:
+        supervisor.on_unbootable = unbootable
         n = sum(supervisor.desired.values())
         _out().print(
             f"Falcon is starting {n} worker(s) on {supervisor.url} "

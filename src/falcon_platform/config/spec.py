@@ -85,6 +85,12 @@ class WorkerSpec(_Section):
         default=80, ge=0, le=100, description="0 turns the soft limit off."
     )
     watchdog_interval: Duration = Field(default=0.2, gt=0, le=0.25)
+    # While no worker is ready, connections wait in the backlog this long if a worker is
+    # expected back within it (a recycle from the zygote takes ~1 s); after it, or at once when
+    # none can be ready soon (back-off, crash loop, boot failures), the supervisor answers 503.
+    no_ready_grace: Duration = Field(
+        default=2.0, ge=0, le=60, description="Wait before answering 503 with no worker ready."
+    )
 
 
 class RestartSpec(_Section):

@@ -46,6 +46,9 @@ class EventKind(StrEnum):
     LIMIT_RECYCLE = "limit_recycle"
     LIVENESS_KILL = "liveness_kill"
     LIVENESS_KILL_DEFERRED = "liveness_kill_deferred"
+    SERVICE_UNAVAILABLE = "service_unavailable"  # no worker ready: the supervisor answers 503
+    SERVICE_AVAILABLE = "service_available"  # a worker is ready again
+    DEPLOYMENT_UNBOOTABLE = "deployment_unbootable"  # every worker gave up booting at start
     ROLLING_RESTART_STARTED = "rolling_restart_started"
     ROLLING_RESTART_FINISHED = "rolling_restart_finished"
     ORPHANS_SHIPPED = "orphans_shipped"

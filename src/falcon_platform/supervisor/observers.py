@@ -15,6 +15,8 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from falcon_platform.observability.aggregate import WorkerExposition, merge_expositions
 from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.supervisor.admin_client import AdminClient
@@ -79,8 +81,10 @@ class WorkerObservers:
         if self.sli is not None:
             self.sli.record_many(now, extra)
 
-    def merged_metrics(self) -> str:
-        return merge_expositions(list(self._expositions.values()), extra=[self.metrics.registry])
+    def merged_metrics(self, extra: Sequence[CollectorRegistry] = ()) -> str:
+        return merge_expositions(
+            list(self._expositions.values()), extra=[self.metrics.registry, *extra]
+        )
 
     async def readyz(self, slot: Slot) -> dict[str, Any] | None:
         return await self.client(slot).readyz_body(timeout_s=1.0)

@@ -45,6 +45,7 @@ from falcon_platform.supervisor.launch import WorkerLauncher
 from falcon_platform.supervisor.lifecycle import WorkerEvent, WorkerState
 from falcon_platform.supervisor.observers import WorkerObservers
 from falcon_platform.supervisor.plan import NewSlot, Retire, Spawn, counts, plan
+from falcon_platform.supervisor.responder import UnavailableResponder
 from falcon_platform.supervisor.rolling import (
     RollingRestart,
     advance_rolling,
@@ -56,6 +57,7 @@ from falcon_platform.supervisor.sockets import admin_socket_dir, open_public_soc
 from falcon_platform.supervisor.spawner import Spawner
 from falcon_platform.supervisor.termination import drain, kill_unhealthy, signal_worker
 from falcon_platform.supervisor.timers import PeriodicTask, run_every
+from falcon_platform.supervisor.unready import SlotOutlook, cannot_boot, decide_unready
 from falcon_platform.supervisor.watchdog import MemoryWatchdog
 from falcon_platform.worker.zygote import become_subreaper
 
@@ -80,6 +82,7 @@ class Supervisor:
         rng: Callable[[], float] = random.random,
         sock: socket.socket | None = None,
         standby: bool = True,
+        answer_when_unready: bool = True,
     ) -> None:
         self.settings = settings
         self.spec = spec
@@ -141,6 +144,14 @@ class Supervisor:
         self._spawner: Spawner | None = None
         self.started_wall = self.clock.now()
         self.started_mono = self.clock.monotonic()
+        self.answer_when_unready = answer_when_unready
+        self.responder: UnavailableResponder | None = None
+        self._no_ready_since: float | None = self.started_mono
+        self._unavailable_since: float | None = None
+        self.ever_ready = False
+        self.unbootable: str | None = None
+        self._unbootable_reported = False
+        self.on_unbootable: Callable[[str], None] | None = None
 
     # ----------------------------------------------------------------- public (control API)
     @property
@@ -159,6 +170,10 @@ class Supervisor:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def stop_reason(self) -> str:
+        return self._stop_reason
 
     def request_stop(self, reason: str = "requested") -> None:
         """Drain every worker and exit the loop (Ctrl-C, SIGTERM, `falcon down`)."""
@@ -246,15 +261,19 @@ class Supervisor:
                 "rolling_restart": self.rolling.to_dict() if self.rolling else None,
                 "healthy": ok,
                 "health": why,
+                "unbootable": self.unbootable,
                 "rss_bytes": rss_bytes(os.getpid()),
                 "zygote": self._spawner.status() if self._spawner is not None else {},
+                "answering_503": self.responder is not None and self.responder.engaged,
+                "answered_503_total": self.responder.answered_total if self.responder else 0,
             },
             "workers": workers,
         }
 
     def metrics_text(self) -> str:
         self._update_gauges()
-        return self.observers.merged_metrics()
+        extra = [self.responder.metrics.registry] if self.responder is not None else []
+        return self.observers.merged_metrics(extra)
 
     async def ready_worker_readyz(self) -> dict[str, Any] | None:
         """The /readyz body of one ready worker (store backends for `falcon status`)."""
@@ -282,6 +301,15 @@ class Supervisor:
         )
         _ = self.port
         self._socket_dir.mkdir(parents=True, exist_ok=True)
+        if self.answer_when_unready:
+            from falcon_platform.stores.request_log import SpoolingRequestLog
+
+            own = self.settings.model_copy(update={"worker_id": "supervisor"})
+            self.responder = UnavailableResponder(
+                self._sock, self.settings, clock=self.clock, request_log=SpoolingRequestLog(own)
+            )
+            await self.responder.start()
+            self.responder.prepare(self._current_release())
         self.journal.record(
             EventKind.SUPERVISOR_STARTED,
             release=self.settings.release,
@@ -320,6 +348,7 @@ class Supervisor:
                     journal=self.journal,
                 )
                 if self._stopping:
+                    await self._update_availability(now)
                     if self._stop_all(now):
                         break
                     continue
@@ -335,9 +364,105 @@ class Supervisor:
                     clock=self.clock,
                 )
                 self._crash_loops.update(self.desired)
+                await self._update_availability(now)
+                self._report_if_nothing_can_boot()
         finally:
             await self._shutdown()
         return 0
+
+    # ----------------------------------------------------------------- no worker ready
+    def _current_release(self) -> str:
+        """The release most workers should run (the one 503s and their rows are booked to)."""
+        if not self.desired:
+            return self.settings.release
+        return max(sorted(self.desired), key=lambda r: self.desired[r])
+
+    def _outlooks(self) -> list[SlotOutlook]:
+        return [
+            SlotOutlook(
+                s.state,
+                restart_at=s.restart_at,
+                boot_failures=s.boot_failures,
+                crash_looping=self.crash_looping.get(s.release, False),
+                recycling=s.recycling,
+                retiring=s.retiring or s.surge,
+                boot_message=s.boot_message,
+            )
+            for s in self.slots.values()
+        ]
+
+    async def _update_availability(self, now: float) -> None:
+        """Answer 503 ourselves while no worker is ready (``unready.decide_unready``)."""
+        ready = any(s.state is WorkerState.READY for s in self.slots.values())
+        if ready:
+            self.ever_ready = True
+            self._no_ready_since = None
+        elif self._no_ready_since is None:
+            self._no_ready_since = now
+        responder = self.responder
+        if responder is None:
+            return
+        release = self._current_release()
+        responder.prepare(release)
+        if ready:
+            if responder.engaged:
+                answered = responder.disengage()
+                down_s = now - (self._unavailable_since or now)
+                self._unavailable_since = None
+                self.journal.record(
+                    EventKind.SERVICE_AVAILABLE,
+                    release=release,
+                    details={"answered_503": answered, "unavailable_s": round(down_s, 3)},
+                )
+                log.warning(
+                    "a worker is ready again; the supervisor answered %d with 503", answered
+                )
+            return
+        decision = decide_unready(
+            self._outlooks(),
+            no_ready_since=self._no_ready_since if self._no_ready_since is not None else now,
+            now=now,
+            grace=self.spec.workers.no_ready_grace,
+            stopping=self._stopping,
+        )
+        if not decision.answer:
+            return
+        switched_on = await responder.engage(
+            release=release, retry_after_s=decision.retry_after_s, why=decision.why
+        )
+        if switched_on:
+            self._unavailable_since = now
+            self.journal.record(
+                EventKind.SERVICE_UNAVAILABLE,
+                release=release,
+                details={
+                    "why": decision.why,
+                    "retry_after_s": decision.retry_after_s,
+                    "no_ready_for_s": round(now - (self._no_ready_since or now), 3),
+                },
+            )
+            log.error("no worker is ready (%s): answering requests with 503", decision.why)
+
+    def _report_if_nothing_can_boot(self) -> None:
+        """Every worker gave up booting and none was ever ready: say so once, loudly (log,
+        journal, ``on_unbootable`` for the command line). The supervisor keeps answering 503
+        and keeps the failed slots for the operator (`falcon status`, then `falcon restart`)."""
+        why = cannot_boot(self._outlooks(), ever_ready=self.ever_ready)
+        if why is None:
+            self._unbootable_reported = False
+            return
+        if self._unbootable_reported:
+            return
+        self._unbootable_reported = True
+        self.unbootable = why
+        log.error("%s; answering 503 until fixed (`falcon restart`)", why)
+        self.journal.record(
+            EventKind.DEPLOYMENT_UNBOOTABLE,
+            release=self._current_release(),
+            details={"why": why, "hint": "fix the cause, then `falcon restart`"},
+        )
+        if self.on_unbootable is not None:
+            self.on_unbootable(why)
 
     def _next_wait(self) -> float:
         """Sleep until the next tick, or sooner when a back-off ends (restart on time)."""
@@ -480,6 +605,8 @@ class Supervisor:
             await self._spawner.close()
         await self.observers.close()
         self.enforcer.close()
+        if self.responder is not None:
+            await self.responder.close()
         if self._sock is not None:
             self._sock.close()
         self.journal.record(
@@ -510,6 +637,8 @@ class Supervisor:
         ]
         self._update_gauges()
         points = status_view.supervisor_points(self.metrics, self.slots.values(), self.limits)
+        if self.responder is not None:
+            points += self.responder.sli_points()
         await self.observers.scrape(live, self.clock.now(), points)
 
     async def _compact(self) -> None:

@@ -78,6 +78,23 @@ class RunningSupervisor:
         ).json()["events"]
         return found
 
+    def wait_for_event(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        kind: str,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Poll the journal until an event of ``kind`` matches ``predicate``; return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                for event in self.events(kind):
+                    if predicate(event):
+                        return event
+            time.sleep(0.2)
+        raise AssertionError(f"no matching {kind} event within {timeout}s:\n{self.log_tail()}")
+
     def wait_until(
         self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float, what: str
     ) -> dict[str, Any]:

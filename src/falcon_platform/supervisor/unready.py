@@ -1,0 +1,130 @@
+"""While no worker is ready: wait in the backlog, or answer 503 at once? (pure decisions)
+
+The supervisor holds the public socket; when no worker accepts, connections sit in the
+kernel's backlog until one does. That is right for a moment (a recycled worker is replaced
+from its zygote in ~0.3 s after a ~0.5 s drain: a client waiting a second is better served
+than one told to come back) and wrong for longer (a client that hangs for minutes, and alerts
+that never see a failure). The rule::
+
+    answer 503 now  if no worker is ready and
+                    (none can be ready within `workers.no_ready_grace`   -- back-off, crash
+                     loop, boot failures, nothing left to start, or the supervisor stopping
+                     or no worker has been ready for `workers.no_ready_grace` already)
+
+"Can be ready soon" means: starting (or about to start, or being replaced at once after a
+recycle) without a boot failure behind it and outside a crash loop, or backing off with its
+restart due within the grace. ``Retry-After`` says when the next worker is expected::
+
+    decide_unready([SlotOutlook(WorkerState.BACKOFF, restart_at=112.0)], no_ready_since=100.0,
+                   now=101.0, grace=2.0, stopping=False)
+    # -> UnreadyDecision(answer=True, retry_after_s=12, why="restarting after a crash ...")
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from falcon_platform.supervisor.lifecycle import WorkerState
+
+RETRY_AFTER_MIN_S = 1
+RETRY_AFTER_MAX_S = 300
+RETRY_AFTER_NEEDS_OPERATOR_S = 30  # every worker failed to boot: someone must act
+EXPECTED_BOOT_S = 1.0  # a restart from the zygote is ready in ~0.3 s; a cold one takes longer
+
+
+@dataclass(frozen=True, slots=True)
+class SlotOutlook:
+    """What the decision needs to know about one slot (plain data, built by the shell)."""
+
+    state: WorkerState
+    restart_at: float | None = None  # monotonic, while BACKOFF
+    boot_failures: int = 0  # consecutive failed boots behind it
+    crash_looping: bool = False  # its release is in CrashLoopBackOff
+    recycling: bool = False  # draining to be replaced at once (soft memory limit)
+    retiring: bool = False  # going away on purpose: never ready again
+    boot_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadyDecision:
+    answer: bool  # the supervisor answers 503 itself
+    retry_after_s: int
+    why: str  # for the error body, the journal and the log; names no path or secret
+
+
+def _soon(slot: SlotOutlook, now: float, grace: float) -> float | None:
+    """Seconds until the slot is expected ready, if within ``grace``; else None."""
+    if slot.retiring or slot.crash_looping or slot.boot_failures > 0:
+        return None
+    if slot.state in (WorkerState.NEW, WorkerState.STARTING):
+        return EXPECTED_BOOT_S
+    if slot.state in (WorkerState.DRAINING, WorkerState.KILLING) and slot.recycling:
+        return EXPECTED_BOOT_S
+    if slot.state is WorkerState.BACKOFF and slot.restart_at is not None:
+        wait = max(0.0, slot.restart_at - now)
+        return wait + EXPECTED_BOOT_S if wait <= grace else None
+    return None
+
+
+def _expected(slot: SlotOutlook, now: float) -> float | None:
+    """Seconds until the slot may be ready at best, however long (None: never by itself)."""
+    if slot.retiring or slot.state in (WorkerState.FAILED, WorkerState.STOPPED):
+        return None
+    if slot.state is WorkerState.BACKOFF and slot.restart_at is not None:
+        return max(0.0, slot.restart_at - now) + EXPECTED_BOOT_S
+    return EXPECTED_BOOT_S
+
+
+def _why(slots: Sequence[SlotOutlook], stopping: bool) -> str:
+    if stopping:
+        return "the service is shutting down"
+    if not slots:
+        return "no worker is configured"
+    states = {s.state for s in slots if not s.retiring}
+    if states and states <= {WorkerState.FAILED}:
+        return "every worker failed to start; an operator must fix it"
+    if any(s.boot_failures > 0 for s in slots):
+        return "workers are failing to start and are being retried"
+    if any(s.crash_looping for s in slots):
+        return "workers keep crashing and are restarted with back-off"
+    if WorkerState.BACKOFF in states:
+        return "workers are restarting after a crash"
+    return "workers are starting"
+
+
+def decide_unready(
+    slots: Sequence[SlotOutlook],
+    *,
+    no_ready_since: float,
+    now: float,
+    grace: float,
+    stopping: bool,
+) -> UnreadyDecision:
+    """Whether the supervisor answers requests itself now (only call it when none is ready).
+
+    ``no_ready_since`` is the monotonic time the last ready worker went away (or the
+    supervisor started); ``grace`` is ``spec.workers.no_ready_grace``.
+    """
+    expected = [e for s in slots if (e := _expected(s, now)) is not None]
+    retry = math.ceil(min(expected)) if expected else RETRY_AFTER_NEEDS_OPERATOR_S
+    retry_after = max(RETRY_AFTER_MIN_S, min(RETRY_AFTER_MAX_S, retry))
+    why = _why(slots, stopping)
+    if stopping:
+        return UnreadyDecision(True, retry_after, why)
+    soon = [t for s in slots if (t := _soon(s, now, grace)) is not None]
+    waited = now - no_ready_since
+    answer = not soon or waited >= grace
+    return UnreadyDecision(answer, retry_after, why)
+
+
+def cannot_boot(slots: Sequence[SlotOutlook], *, ever_ready: bool) -> str | None:
+    """Why this deployment cannot serve at all, for the command line: no worker was ever ready
+    in this supervisor's life and every worker it wants has given up booting. None otherwise."""
+    wanted = [s for s in slots if not s.retiring and s.state is not WorkerState.STOPPED]
+    if ever_ready or not wanted or any(s.state is not WorkerState.FAILED for s in wanted):
+        return None
+    messages = sorted({s.boot_message for s in wanted if s.boot_message})
+    reason = "; ".join(messages) if messages else "see the supervisor's log"
+    return f"no worker could start ({len(wanted)} failed to boot): {reason}"
