@@ -9,6 +9,7 @@ one CLI wrapper (``cli.main``) prints ``detail`` on stderr and exits with
     FalconError                       code            http  exit
     ├── ConfigError                   config_error     500     2
     │   └── PolicyViolationError      policy_violation 500     1
+    │       └── ReleaseRefusedError       policy_violation 422     1   (restart/deploy refused)
     ├── ModelError                    model_error      503     3
     │   ├── ModelNotFoundError        model_not_found  503     3
     │   └── ModelIntegrityError       model_integrity  503     3
@@ -56,6 +57,13 @@ class ConfigError(FalconError):
 class PolicyViolationError(ConfigError):
     code = "policy_violation"
     exit_code = 1
+
+
+class ReleaseRefusedError(PolicyViolationError):
+    """The gate refused the settings new workers would run with (a restart or a deploy):
+    the caller sent a release it can fix, so the control API answers 422."""
+
+    http_status = 422
 
 
 class ModelError(FalconError):

@@ -126,26 +126,35 @@ def up(
     """Start the supervisor: the public socket, N workers, the control API."""
     import asyncio
 
-    from falcon_platform.config.gate import enforce_gate
     from falcon_platform.config.specfile import load_spec
+    from falcon_platform.control.plane import journal_gate_refusal
     from falcon_platform.observability.logging import configure_logging
+    from falcon_platform.supervisor.release_gate import ReleaseGate, gate_args
 
     settings = _settings(profile, env_file, **({"spec_path": spec_path} if spec_path else {}))
     spec = load_spec(settings.spec_path)
-    outcome = enforce_gate(settings, spec, override_reason=override_gate, allow_faults=allow_faults)
-    if outcome.overridden:
-        _err().print(f"[bold red]{outcome.summary()}[/]")
-    worker_args: list[str] = []
+    # The same gate as every restart and deploy: the merged settings the workers will load.
+    release_gate = ReleaseGate(profile=settings.profile, env_file=env_file, spec=spec)
+    verdict = release_gate.judge(
+        {}, path="up", override_reason=override_gate, allow_faults=allow_faults, workers=workers
+    )
+    if verdict.refused is not None:
+        journal_gate_refusal(settings, verdict.to_dict())
+        verdict.raise_if_refused()
+    outcome = verdict.outcome
+    if outcome is not None and outcome.overridden:
+        _err().print(f"[bold red]{escape(outcome.summary())}[/]")
+    cli_args: list[str] = []  # what a detached `falcon up` is started with
     if override_gate:
-        worker_args += ["--override-gate", override_gate]
+        cli_args += ["--override-gate", override_gate]
     if allow_faults:
-        worker_args.append("--allow-faults")
+        cli_args.append("--allow-faults")
     if profile:
-        worker_args += ["--profile", profile]
+        cli_args += ["--profile", profile]
     if env_file:
-        worker_args += ["--env-file", str(env_file.resolve())]
+        cli_args += ["--env-file", str(env_file.resolve())]
     if detach:
-        _detach(settings, workers, worker_args, spec_path)
+        _detach(settings, workers, cli_args, spec_path)
         return
     configure_logging(settings.log_level, settings.log_format)
     _ensure_model(settings)
@@ -175,8 +184,12 @@ def up(
             spec,
             workers=workers,
             gate=outcome,
-            worker_args=worker_args,
+            worker_args=release_gate.worker_args(),
             on_listening=announce,
+            release_gate=release_gate,
+            base_gate_args=gate_args(
+                verdict, override_reason=override_gate, allow_faults=allow_faults
+            ),
         )
     )
     raise typer.Exit(code)
@@ -367,10 +380,15 @@ def restart(
         bool, typer.Option("--wait/--no-wait", help="Wait until every worker is replaced.")
     ] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 600.0,
+    override_gate: OverrideOpt = None,
+    allow_faults: FaultsOpt = False,
     profile: ProfileOpt = None,
     env_file: EnvFileOpt = None,
 ) -> None:
-    """Rolling, zero-downtime restart: start a new worker, wait ready, drain an old one; repeat."""
+    """Rolling, zero-downtime restart: start a new worker, wait ready, drain an old one; repeat.
+
+    The supervisor runs the config gate on the settings the new workers will run with (its
+    profile, its env file read again, plus --set) and refuses a failing prod config."""
     env: dict[str, str] = {}
     for item in set_env or []:
         key, sep, value = item.partition("=")
@@ -383,7 +401,7 @@ def restart(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with _client(settings) as client:
-        started = client.restart(env)
+        started = client.restart(env, override_gate=override_gate, allow_faults=allow_faults)
         total = len(started["pending"])
         if not wait:
             _out().print(

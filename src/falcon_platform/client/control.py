@@ -16,6 +16,7 @@ from falcon_platform.config.admin_token import read_admin_token
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import (
     FalconError,
+    ReleaseRefusedError,
     RuntimeStateError,
     SupervisorUnreachableError,
     UnauthorizedError,
@@ -92,6 +93,8 @@ class ControlClient:
                 raise UnauthorizedError(detail)
             if response.status_code == 409:
                 raise RuntimeStateError(detail)
+            if response.status_code == 422 and _code(response) == "policy_violation":
+                raise ReleaseRefusedError(detail)
             raise FalconError(f"control API {method} {path}: HTTP {response.status_code}: {detail}")
         return response
 
@@ -133,10 +136,19 @@ class ControlClient:
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text
 
-    def restart(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = self._request(
-            "POST", "/restart", auth=True, json={"env": dict(env or {})}
-        ).json()
+    def restart(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        override_gate: str | None = None,
+        allow_faults: bool = False,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"env": dict(env or {})}
+        if override_gate is not None:
+            payload["override_gate"] = override_gate
+        if allow_faults:
+            payload["allow_faults"] = True
+        body: dict[str, Any] = self._request("POST", "/restart", auth=True, json=payload).json()
         return body
 
     def shutdown(self) -> dict[str, Any]:
@@ -152,3 +164,12 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("detail", body))
     return str(body)
+
+
+def _code(response: httpx.Response) -> str | None:
+    """The ``error`` code of a Falcon JSON error body, if it is one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None

@@ -14,16 +14,17 @@ override reason is given; ``staging`` only warns; ``dev`` checks types and range
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from falcon_platform.config.machine import MachineFacts, read_machine_facts
 from falcon_platform.config.policy import Violation, evaluate_policy
 from falcon_platform.config.settings import Settings, try_load_settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.config.specfile import spec_problems
-from falcon_platform.errors import ConfigError, PolicyViolationError
+from falcon_platform.errors import ConfigError, PolicyViolationError, ReleaseRefusedError
 
 
 @dataclass(frozen=True)
@@ -178,3 +179,122 @@ def check_config(
     if settings is not None and spec is not None:
         violations.extend(evaluate_policy(settings, spec, machine, allow_faults=allow_faults))
     return CheckReport(chosen, violations, settings, spec)
+
+
+# Settings that belong to the deployment, not to a release: a restart or a deploy cannot change
+# them (the profile decides which policy applies; the rest are where the supervisor lives).
+DEPLOYMENT_FIXED = (
+    "FALCON_PROFILE",
+    "FALCON_HOME",
+    "FALCON_HOST",
+    "FALCON_PORT",
+    "FALCON_CONTROL_HOST",
+    "FALCON_CONTROL_PORT",
+    "FALCON_CONTROL_SOCKET",
+    "FALCON_WORKER_ID",
+    "FALCON_RELEASE",
+)
+ReleasePath = Literal["up", "restart", "deploy"]
+
+
+@dataclass(frozen=True)
+class ReleaseVerdict:
+    """What the gate decided about the settings a set of new workers will run with."""
+
+    path: ReleasePath
+    profile: str
+    env_keys: tuple[str, ...]
+    outcome: GateOutcome | None  # None: refused before the policy (fixed setting, bad value)
+    refused: str | None  # why the workers must not start; None: they may
+    settings: Settings | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refused is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The journal entry (``gate_refused`` / ``gate_override``): no secret, no value."""
+        return {
+            "path": self.path,
+            "profile": self.profile,
+            "env_keys": list(self.env_keys),
+            "refused": self.refused,
+            **(self.outcome.to_dict() if self.outcome is not None else {}),
+        }
+
+    def raise_if_refused(self) -> None:
+        if self.refused is not None:
+            raise ReleaseRefusedError(self.refused)
+
+
+def judge_release_env(
+    *,
+    path: ReleasePath,
+    profile: str,
+    env: Mapping[str, str],
+    base_environ: Mapping[str, str],
+    env_file: Path | None,
+    cwd: Path,
+    spec: Spec,
+    machine: MachineFacts,
+    override_reason: str | None,
+    allow_faults: bool,
+    workers: int | None = None,
+) -> ReleaseVerdict:
+    """The gate on the *merged* settings new workers will run with, for every path that
+    starts workers: ``falcon up`` (``env`` empty), a restart or a deploy (``env`` = the
+    release's ``FALCON_*`` overrides). Pure: the caller passes the environment, the working
+    directory and the machine's facts.
+
+    The workers' settings are loaded exactly as a worker loads them: the deployment's
+    ``profile`` (pinned: a worker gets ``--profile``), then ``env_file``, then
+    ``base_environ`` updated with ``env``. ``env`` may not change a deployment-wide setting
+    (``DEPLOYMENT_FIXED``: the profile above all, the seed incident's path). Violations refuse
+    unless ``override_reason`` is given (journaled by the caller as ``gate_override``)::
+
+        verdict = judge_release_env(path="restart", profile="prod", env={"FALCON_FAULTS": "x"},
+                                    base_environ=os.environ, env_file=None, cwd=Path.cwd(),
+                                    spec=spec, machine=facts, override_reason=None,
+                                    allow_faults=False)
+        verdict.refused   # "refusing the restart: the prod configuration fails the gate ..."
+    """
+    keys = tuple(sorted(env))
+    what = {"up": "to start", "restart": "the restart", "deploy": "the deploy"}[path]
+
+    def refuse(why: str, outcome: GateOutcome | None = None) -> ReleaseVerdict:
+        return ReleaseVerdict(path, profile, keys, outcome, f"refusing {what}: {why}")
+
+    if override_reason is not None and not override_reason.strip():
+        return refuse("--override-gate needs a reason, e.g. --override-gate 'INC-... hotfix'")
+    foreign = [k for k in keys if not k.startswith("FALCON_")]
+    if foreign:
+        return refuse(f"only FALCON_* variables can change in a release, not {foreign}")
+    fixed = [k for k in keys if k in DEPLOYMENT_FIXED]
+    if fixed:
+        shown = ", ".join(f"{k}={env[k]!r}" if k != "FALCON_PROFILE" else k for k in fixed)
+        return refuse(
+            f"{shown} cannot change in a running {profile} deployment (the profile decides "
+            "which policy applies; the others are where the supervisor lives). Start a new "
+            "deployment with `falcon up` for that."
+        )
+    try:
+        settings, problems = try_load_settings(
+            profile=profile, env_file=env_file, environ={**base_environ, **env}, cwd=cwd
+        )
+    except ConfigError as exc:
+        return refuse(exc.detail)
+    if settings is None:
+        return refuse("; ".join(p.message() for p in problems))
+    found = evaluate_policy(settings, spec, machine, allow_faults=allow_faults, workers=workers)
+    reason = override_reason.strip() if override_reason else None
+    outcome = judge(found, profile=settings.profile, override_reason=reason)
+    if outcome.errors and not outcome.overridden:
+        return refuse(
+            f"the {settings.profile} configuration the new workers would run with fails the "
+            f"gate with {len(outcome.errors)} violation(s):\n"
+            f"{format_violations(outcome.errors)}\n"
+            "Fix them (see `falcon config check` and the runbook), or pass "
+            "--override-gate '<reason>' (journalled).",
+            outcome,
+        )
+    return ReleaseVerdict(path, profile, keys, outcome, None, settings)

@@ -12,6 +12,7 @@ field defaults < ``config/<profile>.env`` < ``.env`` (or ``--env-file``) < proce
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -231,10 +232,17 @@ class SettingsProblem:
 
 
 def try_load_settings(
-    *, profile: str | None = None, env_file: Path | None = None, **overrides: Any
+    *,
+    profile: str | None = None,
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    **overrides: Any,
 ) -> tuple[Settings | None, list[SettingsProblem]]:
     """Like :func:`load_settings` but returns every problem instead of raising on the first.
 
+    ``environ`` and ``cwd`` default to this process's; the supervisor passes the environment
+    a new worker will get, to judge its settings before starting it.
     Still raises ``ConfigError`` for a missing ``env_file`` or an unknown profile.
     """
     # Imported here: profiles pulls in python-dotenv, not needed by `Settings(...)` users.
@@ -243,8 +251,8 @@ def try_load_settings(
     layers = collect_layers(
         profile=profile,
         env_file=env_file,
-        environ=dict(os.environ),
-        cwd=Path.cwd(),
+        environ=dict(os.environ) if environ is None else dict(environ),
+        cwd=Path.cwd() if cwd is None else cwd,
         field_names=Settings.model_fields,
     )
     problems = [

@@ -30,6 +30,12 @@ class RestartRequest(BaseModel):
     env: dict[str, str] = Field(
         default_factory=dict, description="FALCON_* overrides: a new release."
     )
+    override_gate: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Start despite gate violations; the reason is journalled.",
+    )
+    allow_faults: bool = Field(default=False, description="Allow FALCON_FAULTS (a drill).")
 
 
 class DesiredRequest(BaseModel):
@@ -149,7 +155,10 @@ def create_control_app(
 
     @app.post("/restart", dependencies=writer, status_code=202)
     async def restart(body: RestartRequest | None = None) -> dict[str, Any]:
-        return supervisor.start_rolling_restart(body.env if body else None)
+        body = body or RestartRequest()
+        return supervisor.start_rolling_restart(
+            body.env or None, override_reason=body.override_gate, allow_faults=body.allow_faults
+        )
 
     @app.post("/shutdown", dependencies=writer, status_code=202)
     async def shutdown() -> dict[str, Any]:

@@ -33,6 +33,7 @@ from falcon_platform.events.journal import (
 )
 from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.supervisor.enforcers import detect_enforcer
+from falcon_platform.supervisor.release_gate import ReleaseGate
 from falcon_platform.supervisor.supervisor import Supervisor, open_public_socket
 from falcon_platform.worker.server import QuietServer
 
@@ -70,7 +71,7 @@ def journal_config(
                 },
             )
     if gate is not None and gate.overridden:
-        journal.record(EventKind.GATE_OVERRIDE, details=gate.to_dict())
+        journal.record(EventKind.GATE_OVERRIDE, details={"path": "up", **gate.to_dict()})
         log.error(gate.summary())
     return {"fingerprint": current.to_dict(), "gate": gate.to_dict() if gate is not None else None}
 
@@ -83,6 +84,8 @@ async def serve(
     gate: GateOutcome | None = None,
     worker_args: Sequence[str] = (),
     on_listening: Callable[[Supervisor], None] | None = None,
+    release_gate: ReleaseGate | None = None,
+    base_gate_args: Sequence[str] = (),
 ) -> int:
     """Run the supervisor and its control API until stopped; returns the exit code."""
     from falcon_platform.stores.database import ensure_schema, make_engine
@@ -118,6 +121,8 @@ async def serve(
         worker_args=worker_args,
         sock=sock,
         standby=settings.zygote,
+        release_gate=release_gate,
+        base_gate_args=base_gate_args,
     )
     app = create_control_app(
         supervisor, journal, token, config_info=config_info, extra_routers=routers
@@ -172,3 +177,21 @@ async def serve(
             state_file(settings).unlink()
         engine.dispose()
     return code
+
+
+def journal_gate_refusal(settings: Settings, details: dict[str, Any]) -> None:
+    """``falcon up`` refused by the gate: record it in the journal before exiting (best
+    effort: a database that cannot be reached must not hide the refusal itself)."""
+    from falcon_platform.stores.database import ensure_schema, make_engine
+
+    try:
+        for directory in (settings.run_dir, settings.data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        ensure_schema(settings)
+        engine = make_engine(settings, pool_size=1)
+        try:
+            SqlEventJournal(engine).record(EventKind.GATE_REFUSED, details=details)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        log.warning("could not journal the gate refusal: %s", exc)

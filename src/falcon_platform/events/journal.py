@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     SETTINGS_FINGERPRINT = "settings_fingerprint"
     CONFIG_CHANGED = "config_changed"
     GATE_OVERRIDE = "gate_override"
+    GATE_REFUSED = "gate_refused"  # workers not started: their settings fail the gate
     WORKER_STARTED = "worker_started"
     WORKER_READY = "worker_ready"
     WORKER_EXITED = "worker_exited"

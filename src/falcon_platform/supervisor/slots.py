@@ -21,9 +21,18 @@ class Release:
     id: str
     env: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+    # This release's own gate decision for its workers (``--override-gate REASON``,
+    # ``--allow-faults``): never inherited from another release.
+    gate_args: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "env": dict(self.env), "created_at": self.created_at}
+        return {
+            "id": self.id,
+            "env": dict(self.env),
+            "created_at": self.created_at,
+            "gate_overridden": "--override-gate" in self.gate_args,
+            "faults_allowed": "--allow-faults" in self.gate_args,
+        }
 
 
 def next_release_id(releases: Iterable[str]) -> str:

@@ -78,12 +78,12 @@ class Spawner:
         self._not_before: dict[str, float] = {}
 
     # --- processes -------------------------------------------------------------------------
-    def _command(self, admin_socket: Path | None) -> list[str]:
+    def _command(self, release: str, admin_socket: Path | None) -> list[str]:
         command = [sys.executable, "-m", "falcon_platform.worker"]
         command += ["--fd", str(self._sock_fd)]
         if admin_socket is not None:
             command += ["--admin-socket", str(admin_socket)]
-        return command + self._worker_args
+        return command + self._worker_args + list(self._releases[release].gate_args)
 
     def _env(self, release: str, worker_id: str, notify_fd: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -123,7 +123,7 @@ class Spawner:
         read_fd, write_fd = os.pipe()
         try:
             proc = subprocess.Popen(
-                self._command(admin_socket),
+                self._command(release, admin_socket),
                 pass_fds=(self._sock_fd, write_fd),
                 env=self._env(release, worker_id, write_fd),
                 stdin=subprocess.DEVNULL,
@@ -149,7 +149,7 @@ class Spawner:
         env[STANDBY_FD_ENV] = str(theirs.fileno())
         try:
             proc = subprocess.Popen(
-                self._command(None),
+                self._command(release, None),
                 pass_fds=(self._sock_fd, notify_write, theirs.fileno()),
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -32,6 +32,7 @@ from typing import Any
 
 from falcon_platform.clock import Clock, SystemClock
 from falcon_platform.config import memory
+from falcon_platform.config.gate import ReleasePath
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.errors import RuntimeStateError
@@ -45,6 +46,7 @@ from falcon_platform.supervisor.launch import WorkerLauncher
 from falcon_platform.supervisor.lifecycle import WorkerEvent, WorkerState
 from falcon_platform.supervisor.observers import WorkerObservers
 from falcon_platform.supervisor.plan import NewSlot, Retire, Spawn, counts, plan
+from falcon_platform.supervisor.release_gate import ReleaseGate, gate_args, record_verdict
 from falcon_platform.supervisor.responder import UnavailableResponder
 from falcon_platform.supervisor.rolling import (
     RollingRestart,
@@ -83,6 +85,8 @@ class Supervisor:
         sock: socket.socket | None = None,
         standby: bool = True,
         answer_when_unready: bool = True,
+        release_gate: ReleaseGate | None = None,
+        base_gate_args: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.spec = spec
@@ -97,7 +101,8 @@ class Supervisor:
             settings.memory_limit_mb,
             settings.memory_soft_limit_percent,
         )
-        base = Release(settings.release, {}, self.clock.now())
+        base = Release(settings.release, {}, self.clock.now(), tuple(base_gate_args))
+        self.release_gate = release_gate
         self.releases: dict[str, Release] = {base.id: base}
         self.desired: dict[str, int] = {base.id: workers or settings.worker_count}
         self.slots: dict[str, Slot] = {}
@@ -182,10 +187,19 @@ class Supervisor:
             self._stop_reason = reason
         self._wake.set()
 
-    def start_rolling_restart(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def start_rolling_restart(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        override_reason: str | None = None,
+        allow_faults: bool = False,
+    ) -> dict[str, Any]:
         """Replace every worker one by one (start new, wait ready, drain old).
 
-        With ``env`` (``FALCON_*`` overrides) the new workers form a new release.
+        With ``env`` (``FALCON_*`` overrides) the new workers form a new release. Either way
+        the gate judges the settings the new workers will run with first (the env file is read
+        again): refused -> ``ReleaseRefusedError`` (journaled ``gate_refused``), nothing
+        changes; overridden -> journaled ``gate_override``.
         """
         rolling, release, current = plan_rolling_restart(
             self.rolling,
@@ -197,8 +211,19 @@ class Supervisor:
             slots=self.slots.values(),
             now=self.clock.now(),
         )
+        target = release if release is not None else self.releases[rolling.to_release]
+        args = self._judge(
+            target.env,
+            release=target.id,
+            path="restart",
+            override_reason=override_reason,
+            allow_faults=allow_faults,
+        )
         if release is not None:
+            release.gate_args = args
             self.releases[release.id] = release
+        else:
+            target.gate_args = args
         # Zygotes hold the model as it was when they started: new workers must read it afresh,
         # so a new zygote preloads for the target release and the surge workers wait for it.
         if self._spawner is not None:
@@ -216,6 +241,30 @@ class Supervisor:
         self._wake.set()
         return rolling.to_dict()
 
+    def _judge(
+        self,
+        env: Mapping[str, str],
+        *,
+        release: str,
+        path: ReleasePath,
+        override_reason: str | None,
+        allow_faults: bool,
+    ) -> tuple[str, ...]:
+        """Run the gate on what the new workers of ``release`` will run with; journal it;
+        raise when refused; return the release's worker gate arguments."""
+        if self.release_gate is None:  # tests that build a bare supervisor
+            return ("--allow-faults",) if allow_faults else ()
+        verdict = self.release_gate.judge(
+            env,
+            path=path,
+            override_reason=override_reason,
+            allow_faults=allow_faults,
+            workers=max(1, sum(self.desired.values())),
+        )
+        record_verdict(self.journal, verdict, release=release)
+        verdict.raise_if_refused()
+        return gate_args(verdict, override_reason=override_reason, allow_faults=allow_faults)
+
     def set_desired(self, desired: Mapping[str, int]) -> None:
         """Desired workers per release (the canary moves counts between releases)."""
         unknown = [r for r in desired if r not in self.releases]
@@ -224,8 +273,24 @@ class Supervisor:
         self.desired = {r: max(0, int(n)) for r, n in desired.items()}
         self._wake.set()
 
-    def add_release(self, env: Mapping[str, str]) -> Release:
-        release = Release(next_release_id(self.releases), dict(env), self.clock.now())
+    def add_release(
+        self,
+        env: Mapping[str, str],
+        *,
+        override_reason: str | None = None,
+        allow_faults: bool = False,
+    ) -> Release:
+        """A new release with ``env`` (what a deploy starts workers of), judged by the gate
+        like every other path (``ReleaseRefusedError`` when refused)."""
+        release_id = next_release_id(self.releases)
+        args = self._judge(
+            env,
+            release=release_id,
+            path="deploy",
+            override_reason=override_reason,
+            allow_faults=allow_faults,
+        )
+        release = Release(release_id, dict(env), self.clock.now(), args)
         self.releases[release.id] = release
         return release
 
