@@ -20,13 +20,14 @@ Alertmanager side (``alertmanager.yml``)::
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from falcon_platform.control.auth import bearer_token, is_loopback
 from falcon_platform.errors import InvalidInputError, UnauthorizedError
@@ -91,11 +92,33 @@ def create_alerts_router(
             "alerts": local + sorted(external.values(), key=lambda a: a["name"]),
         }
 
-    @router.post("/alerts/webhook", status_code=202)
+    @router.post(
+        "/alerts/webhook",
+        status_code=202,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": AlertmanagerWebhook.model_json_schema()}
+                },
+            }
+        },
+    )
     async def receive_webhook(
-        body: AlertmanagerWebhook, authorization: Annotated[str | None, Header()] = None
+        request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        check_token(authorization)
+        check_token(authorization)  # before the body (ControlGuard checked it first, too)
+        raw = await request.body()  # at most 1 MiB: ControlGuard caps it
+        # Parsed and validated in a thread: the supervisor's loop runs probes and restarts.
+        try:
+            body = await asyncio.to_thread(AlertmanagerWebhook.model_validate_json, raw)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            why = errors[0]["msg"] if errors else str(exc)
+            raise InvalidInputError(
+                f"not an Alertmanager webhook body: {where or 'body'}: {why}"
+            ) from None
         if body.version != "4":
             raise InvalidInputError(
                 f"Alertmanager webhook version {body.version!r} is not supported; send version 4"

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from falcon_platform.control.auth import bearer_token, is_loopback
+from falcon_platform.control.guard import ControlGuard
 from falcon_platform.errors import FalconError, UnauthorizedError
 from falcon_platform.events.journal import EventJournal, parse_since
 from falcon_platform.supervisor.supervisor import Supervisor
@@ -67,6 +68,8 @@ def create_control_app(
             require_token(authorization)
 
     app = FastAPI(title="Falcon control API", version="1", docs_url="/docs", redoc_url=None)
+    # First in line: the token before any body is read, bodies capped (1 MiB).
+    app.add_middleware(ControlGuard, admin_token=admin_token)
 
     @app.exception_handler(FalconError)
     async def _falcon_error(_: Request, exc: FalconError) -> JSONResponse:
