@@ -7,7 +7,9 @@ directory): a few lines of the standard library that no well-kept library does j
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -32,3 +34,26 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def bind_private_unix_socket(path: Path, backlog: int = 128) -> socket.socket:
+    """A listening UNIX socket at ``path`` only its owner may connect to (mode 0600).
+
+    Bound under a 077 umask, so the file is never connectable by others, not even briefly
+    (uvicorn's own ``uds=`` makes it 0666); a stale socket file is replaced.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock

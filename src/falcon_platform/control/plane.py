@@ -20,6 +20,7 @@ import uvicorn
 
 from falcon_platform.config.admin_token import ensure_admin_token
 from falcon_platform.config.gate import GateOutcome
+from falcon_platform.config.private_dir import ensure_private_dir
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.control.alerting import alerting_plugin
@@ -31,10 +32,15 @@ from falcon_platform.events.journal import (
     EventKind,
     SqlEventJournal,
 )
+from falcon_platform.files import bind_private_unix_socket
 from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.supervisor.enforcers import detect_enforcer
 from falcon_platform.supervisor.release_gate import ReleaseGate
-from falcon_platform.supervisor.supervisor import Supervisor, open_public_socket
+from falcon_platform.supervisor.supervisor import (
+    Supervisor,
+    admin_socket_dir,
+    open_public_socket,
+)
 from falcon_platform.worker.server import QuietServer
 
 log = logging.getLogger("falcon.supervisor")
@@ -43,6 +49,16 @@ log = logging.getLogger("falcon.supervisor")
 def state_file(settings: Settings) -> Path:
     """``<run_dir>/supervisor.json``: pid and addresses of the running supervisor."""
     return settings.run_dir / "supervisor.json"
+
+
+def tighten_state_files(settings: Settings) -> None:
+    """Databases made by an earlier version (0644) become 0600: the request log and stored
+    idempotent answers are not for other local users."""
+    for pattern in ("*.db", "*.db-wal", "*.db-shm", "*.db-journal"):
+        for path in settings.data_dir.glob(pattern):
+            with contextlib.suppress(OSError):
+                if path.stat().st_uid == os.geteuid():
+                    path.chmod(0o600)
 
 
 def journal_config(
@@ -93,8 +109,13 @@ async def serve(
     # One line per probe/scrape (several a second) would drown the supervisor's own log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    # Everything the supervisor and its workers create is theirs alone: files 0600,
+    # directories 0700 (workers inherit the umask), verified before use.
+    os.umask(0o077)
     for directory in (settings.run_dir, settings.data_dir, settings.spool_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(directory)
+    ensure_private_dir(admin_socket_dir(settings.run_dir))
+    tighten_state_files(settings)
     await asyncio.to_thread(ensure_schema, settings)
     engine = make_engine(settings, pool_size=2)
     journal = BufferedJournal(SqlEventJournal(engine))
@@ -127,12 +148,10 @@ async def serve(
     app = create_control_app(
         supervisor, journal, token, config_info=config_info, extra_routers=routers
     )
+    control_sockets = None
     if settings.control_socket is not None:
-        with contextlib.suppress(FileNotFoundError):
-            settings.control_socket.unlink()
-        config = uvicorn.Config(
-            app, uds=str(settings.control_socket), log_config=None, access_log=False, lifespan="off"
-        )
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        control_sockets = [bind_private_unix_socket(settings.control_socket)]  # 0600
     else:
         config = uvicorn.Config(
             app,
@@ -143,7 +162,7 @@ async def serve(
             lifespan="off",
         )
     control = QuietServer(config)
-    control_task = asyncio.create_task(control.serve())
+    control_task = asyncio.create_task(control.serve(sockets=control_sockets))
     if not await control.wait_started(control_task):
         sock.close()
         enforcer.close()

@@ -33,6 +33,7 @@ from typing import Any
 from falcon_platform.clock import Clock, SystemClock
 from falcon_platform.config import memory
 from falcon_platform.config.gate import ReleasePath
+from falcon_platform.config.private_dir import ensure_private_dir
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.errors import RuntimeStateError
@@ -365,7 +366,7 @@ class Supervisor:
             on_warm=self._wake.set,
         )
         _ = self.port
-        self._socket_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self._socket_dir)  # 0700, ours, no symlink: or refuse
         if self.answer_when_unready:
             from falcon_platform.stores.request_log import SpoolingRequestLog
 

@@ -86,6 +86,7 @@ def worker_main(
     Any failure before the server accepts is a *boot failure*: said once on stderr and to
     the supervisor, exit 78, so the supervisor backs off instead of retrying in a tight loop.
     """
+    os.umask(0o077)  # the spool, sockets and SQLite files it creates are its user's alone
     notifier = Notifier.from_env()
     die_with_supervisor()
     model = None

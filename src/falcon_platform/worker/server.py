@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from falcon_platform.files import bind_private_unix_socket
 from falcon_platform.worker.notify import BOOT_FAILURE_EXIT, Notifier
 
 DRAIN_SETTLE_S = 0.5  # after the listener closes, before idle connections are closed
@@ -126,10 +127,11 @@ async def serve(
     admin_server: QuietServer | None = None
     admin_task: asyncio.Task[None] | None = None
     if admin_socket is not None:
-        admin_server = QuietServer(
-            uvicorn.Config(apps.admin, uds=str(admin_socket), lifespan="off", **common)
-        )
-        admin_task = asyncio.create_task(admin_server.serve())
+        admin_server = QuietServer(uvicorn.Config(apps.admin, lifespan="off", **common))
+        # Bound by us, mode 0600: uvicorn's uds= would make it 0666 (any local user could
+        # read the metrics or answer nothing to the supervisor's probes).
+        admin_sock = bind_private_unix_socket(admin_socket)
+        admin_task = asyncio.create_task(admin_server.serve(sockets=[admin_sock]))
     public_app = _StartupFailureCapture(apps.public)
     tls: dict[str, Any] = {}
     if tls_files is not None:
