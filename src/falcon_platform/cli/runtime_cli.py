@@ -307,10 +307,13 @@ def status(
         "state",
         "RSS MB / limit",
         "restarts",
+        "recycles",
         "last exit",
         "uptime",
     ):
-        table.add_column(column, justify="right" if column in ("pid", "restarts") else "left")
+        table.add_column(
+            column, justify="right" if column in ("pid", "restarts", "recycles") else "left"
+        )
     for w in data["workers"]:
         last = w.get("last_exit") or {}
         exit_text = "-"
@@ -330,6 +333,7 @@ def status(
             state,
             f"{_mb(w.get('rss_bytes'))} / {_mb(w.get('memory_limit_bytes'))}",
             str(w["restarts"]),
+            str(w.get("recycles", 0)),
             exit_text,
             _duration(w.get("uptime_s")),
         )

@@ -25,6 +25,7 @@ from falcon_platform.config.spec import Spec, format_duration
 from falcon_platform.observability import names
 from falcon_platform.observability.conditions import (
     ERROR_STATUS_REGEX,
+    Absent,
     CounterIncrease,
     DistinctValues,
     ErrorRatio,
@@ -218,6 +219,22 @@ def alert_defs(spec: Spec) -> list[AlertDef]:
             ),
         ),
         AlertDef(
+            name="FalconWorkerRecycling",
+            severity="critical",
+            group="falcon-runtime",
+            condition=CounterIncrease(
+                names.WORKER_LIMIT_RECYCLES, a.recycle_window, threshold=a.recycle_max
+            ),
+            for_s=0.0,
+            summary="Worker {{ $labels.worker }} keeps reaching its soft memory limit: a leak",
+            description=(
+                "Worker {{ $labels.worker }} (release {{ $labels.release }}) was recycled at the "
+                f"soft memory limit more than {a.recycle_max} times in "
+                f"{format_duration(a.recycle_window)}. Recycling hides the leak from users for "
+                "now (no request fails), not from the next OOM kill: roll the release back."
+            ),
+        ),
+        AlertDef(
             name="FalconCrashLoop",
             severity="critical",
             group="falcon-runtime",
@@ -239,6 +256,20 @@ def alert_defs(spec: Spec) -> list[AlertDef]:
             summary="No Falcon worker is ready: every request fails",
             description=(
                 f"No worker has passed its readiness probe for {format_duration(a.no_ready_worker_for)}."
+            ),
+        ),
+        AlertDef(
+            name="FalconSupervisorDown",
+            severity="critical",
+            group="falcon-runtime",
+            condition=Absent(names.SUPERVISOR_UP),
+            for_s=a.supervisor_absent_for,
+            summary="The Falcon supervisor is not running",
+            description=(
+                "No falcon_supervisor_up == 1 for "
+                f"{format_duration(a.supervisor_absent_for)}: the supervisor (and with it "
+                "restarts, memory limits, probes and the local alerts) is gone, or Prometheus "
+                "cannot scrape it. Its workers drain and exit when it dies."
             ),
         ),
         AlertDef(

@@ -350,6 +350,45 @@ class DistinctValues:
         return {(): float(len(seen))} if len(seen) > 1 else {}
 
 
+@dataclass(frozen=True)
+class Absent:
+    """No series of ``metric`` equal to ``value`` now, although one was seen ``seen_within``.
+
+    ``absent(metric == value) and on () count(max_over_time(metric[seen_within])) > 0``:
+    true when the series went missing or stale (Prometheus marks a vanished target's series
+    stale at once) or holds another value, but only where it existed lately, so a cluster
+    that never runs the exporting process (Kubernetes has no supervisor) never fires.
+    """
+
+    metric: str
+    value: float = 1.0
+    seen_within: float = 86400.0
+
+    def promql(self) -> str:
+        return (
+            f"absent({self.metric} == {number(self.value)})\nand on ()\n"
+            f"count(max_over_time({self.metric}[{format_duration(self.seen_within)}])) > 0"
+        )
+
+    def metrics(self) -> dict[str, float]:
+        return {self.metric: self.seen_within}
+
+    def evaluate(self, reader: Reader) -> Vector:
+        seen = False
+        for s in reader.series(self.metric):
+            if promql.latest(s.samples, reader.now, reader.lookback) == self.value:
+                return {}
+            if promql.max_over_time(s.samples, reader.now, self.seen_within) is not None:
+                seen = True
+        return {(): 1.0} if seen else {}
+
+
 Condition = (
-    ErrorRatio | MemoryRatio | MemoryGrowth | CounterIncrease | GaugeCompare | DistinctValues
+    ErrorRatio
+    | MemoryRatio
+    | MemoryGrowth
+    | CounterIncrease
+    | GaugeCompare
+    | DistinctValues
+    | Absent
 )

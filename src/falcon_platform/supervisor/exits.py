@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from falcon_platform.clock import Clock
@@ -50,25 +50,33 @@ class CrashLoopTracker:
         self._restart_times.setdefault(release, deque(maxlen=1000)).append(self.clock.monotonic())
         self.update(desired)
 
-    def update(self, desired: Iterable[str]) -> None:
-        """Enter or leave CrashLoopBackOff per release (journaled) and set the gauge."""
+    def update(self, desired: Mapping[str, int] | Iterable[str]) -> None:
+        """Enter or leave CrashLoopBackOff per release (journaled) and set the gauge.
+
+        A release retired on purpose (no worker desired any more: a rollback, the end of a
+        rolling restart) leaves CrashLoopBackOff at once, whatever its restart history: the
+        critical alert must resolve with the rollback, not 10 minutes later.
+        """
         now = self.clock.monotonic()
-        for release in set(desired) | set(self._restart_times):
+        wanted = desired if isinstance(desired, Mapping) else dict.fromkeys(desired, 1)
+        for release in set(wanted) | set(self._restart_times):
             times = self._restart_times.get(release, deque())
-            looping = restarts.crash_looping(list(times), now, self.spec)
+            retired = restarts.release_retired(wanted, release)
+            looping = not retired and restarts.crash_looping(list(times), now, self.spec)
             was = self.looping.get(release, False)
             if looping != was:
                 self.looping[release] = looping
                 kind = EventKind.CRASH_LOOP_ENTERED if looping else EventKind.CRASH_LOOP_LEFT
-                self.journal.record(
-                    kind,
-                    release=release,
-                    details={
-                        "restarts_in_window": restarts.recent_restarts(list(times), now, self.spec),
-                        "window_s": self.spec.crash_loop_window,
-                        "threshold": self.spec.crash_loop_restarts,
-                    },
-                )
+                details: dict[str, Any] = {
+                    "restarts_in_window": restarts.recent_restarts(list(times), now, self.spec),
+                    "window_s": self.spec.crash_loop_window,
+                    "threshold": self.spec.crash_loop_restarts,
+                }
+                if retired:
+                    details["reason"] = "release retired"
+                self.journal.record(kind, release=release, details=details)
+            if retired:
+                self._restart_times.pop(release, None)  # its history ends with it
             self.metrics.crash_loop.labels(release=release).set(1 if looping else 0)
 
 
@@ -172,6 +180,7 @@ class ExitHandler:
             slot.move(WorkerEvent.SCHEDULE_RESTART)
             slot.restart_at = now_mono
             slot.backoff_s = 0.0
+            slot.recycles += 1
             return
         if decision.action is restarts.AfterExit.GIVE_UP:
             self._give_up(slot, info)

@@ -62,7 +62,12 @@ class WorkerLauncher:
         slot.extra["forked"] = from_standby
         # Export the counters at 0 from the start: increase() (alert FalconWorkerOOMKilled, in
         # Prometheus and in the local evaluator) cannot see a series whose first sample is 1.
-        for counter in (self.metrics.oom_kills, self.metrics.restarts):
+        for counter in (
+            self.metrics.oom_kills,
+            self.metrics.restarts,
+            self.metrics.limit_recycles,
+            self.metrics.liveness_kills,
+        ):
             counter.labels(worker=slot.slot_id, release=slot.release)
         try:
             self.enforcer.attach(slot.slot_id, proc.pid, self.limits.limit_bytes)

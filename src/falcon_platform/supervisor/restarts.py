@@ -10,7 +10,7 @@ Kubernetes semantics on purpose, so what an operator learns here holds on a clus
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -110,6 +110,11 @@ def recent_restarts(restart_times: Sequence[float], now: float, spec: RestartSpe
 def crash_looping(restart_times: Sequence[float], now: float, spec: RestartSpec) -> bool:
     """CrashLoopBackOff: at least ``crash_loop_restarts`` restarts within ``crash_loop_window``."""
     return recent_restarts(restart_times, now, spec) >= spec.crash_loop_restarts
+
+
+def release_retired(desired: Mapping[str, int], release: str) -> bool:
+    """No worker of ``release`` is wanted any more: whatever it did, it is not looping now."""
+    return desired.get(release, 0) <= 0
 
 
 def give_up_after_boot_failure(consecutive_boot_failures: int, spec: RestartSpec) -> bool:

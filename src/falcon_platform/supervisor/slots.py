@@ -57,6 +57,7 @@ class Slot:
     ready_wall: float | None = None
     ready_mono: float | None = None
     restarts: int = 0
+    recycles: int = 0  # replaced at the soft memory limit (not counted in restarts)
     attempt: int = -1  # back-off attempt of the last restart; -1 = never restarted
     restart_at: float | None = None  # monotonic
     backoff_s: float | None = None

@@ -82,6 +82,7 @@ def worker_status(
         "peak_rss_bytes": slot.peak_rss_bytes or None,
         "memory_limit_bytes": limits.limit_bytes,
         "restarts": slot.restarts,
+        "recycles": slot.recycles,
         "uptime_s": round(now_mono - slot.started_mono, 3)
         if slot.live and slot.started_mono
         else None,
