@@ -53,3 +53,29 @@ def test_a_bad_spec_is_a_readable_error_with_exit_code_2(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "memory_precent" in done.stderr
     assert done.stdout == ""
+
+
+def test_render_systemd_runs_falcon_up_with_the_env_file_and_bounds_what_it_reads(
+    tmp_path: Path,
+) -> None:
+    """The unit starts this installation's `falcon up --env-file <absolute path>`, writes only
+    under that env file's FALCON_HOME, and sizes MemoryMax from its workers and limit."""
+    env_file = tmp_path / "prod.env"
+    env_file.write_text(
+        "FALCON_HOME=/var/lib/falcon\nFALCON_WORKERS=3\nFALCON_MEMORY_LIMIT_MB=400\n"
+    )
+    out = tmp_path / "unit"
+    done = subprocess.run(
+        [FALCON, "render", "systemd", "--env-file", str(env_file), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    text = (out / "falcon.service").read_text()
+    assert f"ExecStart={FALCON} up --env-file {env_file}\n" in text
+    assert "ReadWritePaths=/var/lib/falcon\n" in text
+    assert f"MemoryMax={(3 + 1) * 400 + 768}M\n" in text
+    assert f"WorkingDirectory={tmp_path}\n" in text

@@ -1,4 +1,4 @@
-"""`falcon render prometheus|grafana|k8s [--out DIR]`: outputs rendered from the spec.
+"""`falcon render prometheus|grafana|k8s|systemd [--out DIR]`: outputs rendered from the spec.
 
 Without ``--out`` the text goes to stdout (pipe it anywhere); with ``--out`` each file
 is written atomically (temp file + rename) and its path printed on stderr::
@@ -21,7 +21,8 @@ from rich.console import Console
 from falcon_platform.config.spec import Spec
 
 app = typer.Typer(
-    help="Render Prometheus rules, the Grafana dashboard and Kubernetes manifests from the spec.",
+    help="Render Prometheus rules, the Grafana dashboard, Kubernetes manifests and the systemd "
+    "unit from the spec.",
     no_args_is_help=True,
 )
 
@@ -124,3 +125,78 @@ def k8s(
         + ", components/ (kubectl apply -k "
         + f"{out / 'overlays' / chosen[-1]})"
     )
+
+
+@app.command()
+def systemd(
+    env_file: Annotated[
+        Path | None,
+        typer.Option("--env-file", help="The deployment's settings (passed to `falcon up`)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="dev, staging or prod.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", min=1, help="Worker processes.")
+    ] = None,
+    user: Annotated[str, typer.Option("--user", help="The account the service runs as.")] = (
+        "falcon"
+    ),
+    group: Annotated[str | None, typer.Option("--group", help="Default: --user.")] = None,
+    working_directory: Annotated[
+        Path | None,
+        typer.Option("--working-directory", help="Default: the current directory."),
+    ] = None,
+    falcon_bin: Annotated[
+        Path | None,
+        typer.Option("--falcon", help="The falcon executable (default: this installation's)."),
+    ] = None,
+    spec: SpecOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """systemd unit (falcon.service): Restart=always, memory and file limits, sandboxing."""
+    import sys
+
+    from falcon_platform.config.settings import load_settings
+    from falcon_platform.config.specfile import load_spec
+    from falcon_platform.files import write_atomic
+    from falcon_platform.render.systemd import UnitOptions, render_systemd
+
+    settings = load_settings(profile=profile, env_file=env_file)
+    loaded = load_spec(spec if spec is not None else settings.spec_path)
+    workdir = (working_directory or Path.cwd()).resolve()
+    home = settings.home if settings.home.is_absolute() else workdir / settings.home
+    exe = (falcon_bin or Path(sys.executable).parent / "falcon").absolute()
+    argv = [str(exe), "up"]
+    if env_file is not None:
+        argv += ["--env-file", str(env_file.resolve())]
+    if profile is not None:
+        argv += ["--profile", profile]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if spec is not None:
+        argv += ["--spec", str(spec.resolve())]
+    limit = (
+        settings.memory_limit_mb
+        if settings.memory_limit_mb is not None
+        else loaded.workers.memory_limit_mb
+    )
+    options = UnitOptions(
+        exec_start=argv,
+        working_directory=workdir,
+        home=home,
+        workers=workers or settings.worker_count,
+        memory_limit_mb=limit,
+        shutdown_grace_s=settings.shutdown_grace_s,
+        user=user,
+        group=group,
+    )
+    files = render_systemd(options)
+    if out is None:
+        for text in files.values():
+            typer.echo(text, nl=False)
+        return
+    stderr = Console(stderr=True, highlight=False)
+    for name, text in files.items():
+        write_atomic(out / name, text)
+        stderr.print(f"wrote {out / name}")

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,40 @@ log = logging.getLogger("falcon.supervisor")
 def state_file(settings: Settings) -> Path:
     """``<run_dir>/supervisor.json``: pid and addresses of the running supervisor."""
     return settings.run_dir / "supervisor.json"
+
+
+def note_unclean_shutdown(settings: Settings, journal: EventJournal) -> dict[str, Any] | None:
+    """The previous supervisor left its state file behind: it died without shutting down
+    (SIGKILL, OOM, power loss). Journal ``supervisor_unclean_shutdown`` with what is known.
+
+    Called after this supervisor bound the public port, so the previous one is not running.
+    """
+    path = state_file(settings)
+    try:
+        previous = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        previous = {}
+    last = journal.query(limit=1)
+    last_ts = last[-1].ts if last else None
+    details: dict[str, Any] = {
+        "previous_pid": previous.get("pid"),
+        "previous_started_at": previous.get("started_at"),
+        "last_event_at": last_ts,
+        "last_event_kind": last[-1].kind if last else None,
+        "down_for_s": round(time.time() - last_ts, 3) if last_ts else None,
+    }
+    journal.record(EventKind.SUPERVISOR_UNCLEAN_SHUTDOWN, details=details)
+    log.error(
+        "the previous supervisor (pid %s) did not shut down cleanly; its last journal event "
+        "was %s s ago",
+        details["previous_pid"],
+        details["down_for_s"],
+    )
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return details
 
 
 def tighten_state_files(settings: Settings) -> None:
@@ -121,6 +156,7 @@ async def serve(
     journal = BufferedJournal(SqlEventJournal(engine))
     sli = SLIStore(settings.data_dir / "sli.db", retention_s=settings.sli_retention_days * 86400)
     token = ensure_admin_token(settings)
+    note_unclean_shutdown(settings, journal)
     config_info = journal_config(settings, spec, journal, gate)
     sock = open_public_socket(settings.host, settings.port)
     enforcer = detect_enforcer(str(os.getpid()), prefer=settings.memory_enforcement)
@@ -177,6 +213,7 @@ async def serve(
         json.dumps(
             {
                 "pid": os.getpid(),
+                "started_at": supervisor.started_wall,
                 "url": supervisor.url,
                 "control": str(settings.control_socket)
                 if settings.control_socket
@@ -186,6 +223,9 @@ async def serve(
     )
     if on_listening is not None:
         on_listening(supervisor)
+    # Under systemd (Type=notify): the socket and the control API are up. Workers are not
+    # waited for: until one is ready the supervisor answers 503 itself.
+    supervisor.systemd.send("READY=1", f"STATUS=serving on {supervisor.url}")
     try:
         code = await supervisor.run()
     finally:

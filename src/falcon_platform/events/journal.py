@@ -32,6 +32,7 @@ class EventKind(StrEnum):
 
     SUPERVISOR_STARTED = "supervisor_started"
     SUPERVISOR_STOPPED = "supervisor_stopped"
+    SUPERVISOR_UNCLEAN_SHUTDOWN = "supervisor_unclean_shutdown"  # found at the next start
     SETTINGS_FINGERPRINT = "settings_fingerprint"
     CONFIG_CHANGED = "config_changed"
     GATE_OVERRIDE = "gate_override"

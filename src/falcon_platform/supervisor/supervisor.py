@@ -55,6 +55,7 @@ from falcon_platform.supervisor.rolling import (
     plan_rolling_restart,
     rolling_to,
 )
+from falcon_platform.supervisor.sd_notify import SystemdNotifier
 from falcon_platform.supervisor.slots import Release, Slot, next_release_id
 from falcon_platform.supervisor.sockets import admin_socket_dir, open_public_socket
 from falcon_platform.supervisor.spawner import Spawner
@@ -158,6 +159,7 @@ class Supervisor:
         self.unbootable: str | None = None
         self._unbootable_reported = False
         self.on_unbootable: Callable[[str], None] | None = None
+        self.systemd = SystemdNotifier.from_environ(os.environ, os.getpid())
 
     # ----------------------------------------------------------------- public (control API)
     @property
@@ -186,6 +188,7 @@ class Supervisor:
         if not self._stopping:
             self._stopping = True
             self._stop_reason = reason
+            self.systemd.send("STOPPING=1", f"STATUS=stopping: {reason}")
         self._wake.set()
 
     def start_rolling_restart(
@@ -402,6 +405,7 @@ class Supervisor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._next_wait())
                 self._wake.clear()
+                self.systemd.watchdog(self.clock.monotonic())  # the loop is alive
                 self._handle_signals()
                 self._reap()
                 now = self.clock.monotonic()
