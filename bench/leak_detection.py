@@ -84,11 +84,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--soft", type=int, action="append", help="soft limit(s) in %% to run (default 80 and 0)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="falcon-leak-") as tmp:
         base = Path(tmp)
         model_dir = train_model(base / "model-home")
-        runs = [run_once(base, model_dir, soft_percent=p, seconds=args.seconds) for p in (80, 0)]
+        runs = [
+            run_once(base, model_dir, soft_percent=p, seconds=args.seconds)
+            for p in (args.soft or [80, 0])
+        ]
     if args.json:
         print(json.dumps(runs, indent=2))
         return

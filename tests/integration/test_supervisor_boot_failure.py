@@ -44,7 +44,7 @@ def test_up_with_workers_that_cannot_boot_answers_503_and_says_it_is_not_serving
         answered = None
         while time.monotonic() < deadline and sup.proc.poll() is None:
             try:
-                answered = httpx.post(sup.url + "/infer", json={"text": "hi"}, timeout=5)
+                answered = httpx.post(sup.url + "/infer", json={"text": "hi"}, timeout=15)
                 break
             except httpx.ConnectError:
                 time.sleep(0.2)  # the socket is not open yet

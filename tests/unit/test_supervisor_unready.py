@@ -18,7 +18,7 @@ from falcon_platform.supervisor.unready import (
 )
 
 S = WorkerState
-GRACE = 2.0
+GRACE = 2.0  # the rule with a short grace (the spec default is 10 s)
 NOW = 100.0
 
 

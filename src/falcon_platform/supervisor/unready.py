@@ -1,10 +1,11 @@
 """While no worker is ready: wait in the backlog, or answer 503 at once? (pure decisions)
 
 The supervisor holds the public socket; when no worker accepts, connections sit in the
-kernel's backlog until one does. That is right for a moment (a recycled worker is replaced
-from its zygote in ~0.3 s after a ~0.5 s drain: a client waiting a second is better served
-than one told to come back) and wrong for longer (a client that hangs for minutes, and alerts
-that never see a failure). The rule::
+kernel's backlog until one does. That is right for a few seconds (workers recycled at the soft
+memory limit are replaced from their zygote: under the seed's leak every worker recycles at
+once, drain ~5 s + fork ~2 s measured; a client waiting that long is served, one told to come
+back is not) and wrong for longer (a client that hangs for minutes, and alerts that never see
+a failure). The rule::
 
     answer 503 now  if no worker is ready and
                     (none can be ready within `workers.no_ready_grace`   -- back-off, crash
