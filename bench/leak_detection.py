@@ -46,7 +46,7 @@ def run_once(base: Path, model_dir: Path, *, soft_percent: int, seconds: float) 
     sup = start_supervisor(workdir, workers=2, model_dir=model_dir, env=env)
     try:
         started_wall = time.time()
-        with LoadGenerator(sup.url, rps=20, threads=4, timeout=10.0) as load:
+        with LoadGenerator(sup.url, rps=20, timeout=10.0) as load:
             time.sleep(seconds)
         result = load.result()
         events = sup.events()

@@ -58,7 +58,7 @@ def test_sigkill_of_the_supervisor_under_load(tmp_path: Path, model_dir: Path) -
     unavailable: list[dict[str, object]] = []
     try:
         old_workers = [w["pid"] for w in sup.status()["workers"]]
-        with LoadGenerator(sup.url, rps=80, threads=8, timeout=5.0) as load:
+        with LoadGenerator(sup.url, rps=80, timeout=5.0) as load:
             time.sleep(3)
             killed_at = time.monotonic()
             os.kill(sup.proc.pid, signal.SIGKILL)
@@ -81,7 +81,7 @@ def test_sigkill_of_the_supervisor_under_load(tmp_path: Path, model_dir: Path) -
         if second is not None:
             second.stop()
         sup.stop(timeout=10)
-    refused = result.errors.get("ConnectError", 0)
+    refused = result.errors.get("connect_error", 0)
     print(
         f"\nSIGKILL of the supervisor at 80 rps: workers gone {workers_gone_s:.2f} s after, "
         f"serving again {back_s:.2f} s after (restart after {RESTART_SEC:g} s, as systemd); "

@@ -56,7 +56,7 @@ def test_every_worker_killed_under_load_gets_fast_503s_rows_and_the_error_rate_a
 ) -> None:
     sup = start_supervisor(tmp_path, workers=2, spec_yaml=SPEC, model_dir=model_dir)
     try:
-        with LoadGenerator(sup.url, rps=40, threads=4, timeout=5.0) as load:
+        with LoadGenerator(sup.url, rps=40, timeout=5.0) as load:
             time.sleep(3)
             pids = [w["pid"] for w in sup.status()["workers"] if w["state"] == "ready"]
             assert len(pids) == 2
@@ -103,14 +103,12 @@ def test_every_worker_killed_under_load_gets_fast_503s_rows_and_the_error_rate_a
             f"alert fired {fired['ts'] - (time.time() - (time.monotonic() - killed_at)):.1f} s "
             f"after; load {result.describe()}"
         )
-        # No hang: no request of the load timed out (5 s). The only failures allowed are the
-        # requests in flight inside the killed workers (at most one per load thread).
-        assert set(result.errors) <= {"RemoteProtocolError"}, result.describe()
+        # No hang: no request of the load timed out (5 s) or went unsent. The only failures
+        # allowed are the requests in flight inside the killed workers (40 req/s, a few ms each).
+        assert set(result.errors) <= {"disconnected", "protocol_error"}, result.describe()
         assert sum(result.errors.values()) <= 4, result.describe()
         assert result.statuses.get(503, 0) >= 100, result.describe()
-        latencies = sorted(result.latencies)
-        p99 = latencies[int(0.99 * (len(latencies) - 1))]
-        assert p99 < 1.0, p99
+        assert result.p99_ms < 1000, result.describe()
         # Counted in the same family and labels as a worker's requests.
         metrics = httpx.get(sup.control_url + "/metrics", timeout=10).text
         line = next(
