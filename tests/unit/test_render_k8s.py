@@ -40,8 +40,8 @@ IMAGE = "registry.example/falcon:1.2.3"
 OPTIONS = K8sOptions(image=IMAGE)
 SECRETS = {
     "admin_token": "tok-3c1f9a7e5b2d4c6e8a0f",
-    "database_url": "postgresql://falcon:pg-9d8c7b6a5e4f@db.internal:5432/falcon",
-    "redis_url": "redis://:rd-1a2b3c4d5e6f@redis.internal:6379/0",
+    "database_url": "postgresql://falcon:pg-9d8c7b6a5e4f3a2b@db.internal:5432/falcon",
+    "redis_url": "redis://:rd-1a2b3c4d5e6f7a8b@redis.internal:6379/0",
 }
 MI = 1_048_576
 
