@@ -59,6 +59,27 @@ def test_rule(slots: list[SlotOutlook], down_for: float, answer: bool, retry_aft
     assert (decision.answer, decision.retry_after_s) == (answer, retry_after)
 
 
+def test_a_recycle_may_hold_the_door_for_the_whole_grace_a_first_boot_for_2_s() -> None:
+    """With the default grace (10 s): workers recycled together under the seed's leak are back
+    in ~7 s (drain ~5 s + fork ~2 s) and clients wait; a cold first boot (3-15 s) gets 503s
+    after 2 s, before clients with a 5 s time-out give up."""
+    draining = SlotOutlook(S.DRAINING, recycling=True)
+    replacing = SlotOutlook(S.STARTING, recycling=True)  # last exit: Recycled
+    first_boot = SlotOutlook(S.STARTING)
+    for slots, down_for, answer in [
+        ([draining, draining], 7.0, False),
+        ([replacing, replacing], 9.5, False),
+        ([replacing], 10.0, True),
+        ([first_boot], 1.5, False),
+        ([first_boot], 2.0, True),
+        ([first_boot, draining], 5.0, False),  # the recycle still holds it
+    ]:
+        decision = decide_unready(
+            slots, no_ready_since=NOW - down_for, now=NOW, grace=10.0, stopping=False
+        )
+        assert decision.answer is answer, (slots, down_for)
+
+
 def test_stopping_answers_at_once_and_says_so() -> None:
     decision = decide([SlotOutlook(S.DRAINING, retiring=True)], stopping=True)
     assert decision.answer

@@ -85,11 +85,11 @@ class WorkerSpec(_Section):
         default=80, ge=0, le=100, description="0 turns the soft limit off."
     )
     watchdog_interval: Duration = Field(default=0.2, gt=0, le=0.25)
-    # While no worker is ready, connections wait in the backlog this long if a worker is
-    # expected back within it; after it, or at once when none can be ready soon (back-off,
-    # crash loop, boot failures), the supervisor answers 503. 10 s covers a soft-limit recycle
-    # of every worker at once (the seed's leak recycles them in step: drain ~5 s + fork ~2 s,
-    # measured by bench/leak_detection.py), where waiting serves clients and a 503 would not.
+    # While no worker is ready because workers are being recycled at the soft memory limit,
+    # connections wait in the backlog this long (other waits: 2 s at most); after it, or at
+    # once when no worker can be ready soon (back-off, crash loop, boot failures), the
+    # supervisor answers 503. 10 s covers a recycle of every worker at once (the seed's leak
+    # recycles them in step: drain ~5 s + fork ~2 s, measured by bench/leak_detection.py).
     no_ready_grace: Duration = Field(
         default=10.0, ge=0, le=60, description="Wait before answering 503 with no worker ready."
     )

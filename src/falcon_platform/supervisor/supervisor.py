@@ -49,6 +49,7 @@ from falcon_platform.supervisor.observers import WorkerObservers
 from falcon_platform.supervisor.plan import NewSlot, Retire, Spawn, counts, plan
 from falcon_platform.supervisor.release_gate import ReleaseGate, gate_args, record_verdict
 from falcon_platform.supervisor.responder import UnavailableResponder
+from falcon_platform.supervisor.restarts import ExitReason
 from falcon_platform.supervisor.rolling import (
     RollingRestart,
     advance_rolling,
@@ -454,7 +455,8 @@ class Supervisor:
                 restart_at=s.restart_at,
                 boot_failures=s.boot_failures,
                 crash_looping=self.crash_looping.get(s.release, False),
-                recycling=s.recycling,
+                recycling=s.recycling
+                or (s.last_exit is not None and s.last_exit.reason is ExitReason.RECYCLED),
                 retiring=s.retiring or s.surge,
                 boot_message=s.boot_message,
             )

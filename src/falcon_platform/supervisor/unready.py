@@ -7,17 +7,19 @@ once, drain ~5 s + fork ~2 s measured; a client waiting that long is served, one
 back is not) and wrong for longer (a client that hangs for minutes, and alerts that never see
 a failure). The rule::
 
-    answer 503 now  if no worker is ready and
-                    (none can be ready within `workers.no_ready_grace`   -- back-off, crash
-                     loop, boot failures, nothing left to start, or the supervisor stopping
-                     or no worker has been ready for `workers.no_ready_grace` already)
+    answer 503 now  if no worker is ready and no slot holds the door:
+    a slot holds it while it is expected ready within its allowance and the allowance has not
+    run out since the last worker was ready:
+        a soft-limit recycle (planned, bounded):  `workers.no_ready_grace` (10 s)
+        anything else (a first boot, a back-off due soon):  at most 2 s
+    never: back-off far away, crash loop, boot failures, retiring, the supervisor stopping
 
 "Can be ready soon" means: starting (or about to start, or being replaced at once after a
 recycle) without a boot failure behind it and outside a crash loop, or backing off with its
 restart due within the grace. ``Retry-After`` says when the next worker is expected::
 
     decide_unready([SlotOutlook(WorkerState.BACKOFF, restart_at=112.0)], no_ready_since=100.0,
-                   now=101.0, grace=2.0, stopping=False)
+                   now=101.0, grace=10.0, stopping=False)
     # -> UnreadyDecision(answer=True, retry_after_s=12, why="restarting after a crash ...")
 """
 
@@ -33,6 +35,8 @@ RETRY_AFTER_MIN_S = 1
 RETRY_AFTER_MAX_S = 300
 RETRY_AFTER_NEEDS_OPERATOR_S = 30  # every worker failed to boot: someone must act
 EXPECTED_BOOT_S = 1.0  # a restart from the zygote is ready in ~0.3 s; a cold one takes longer
+# A cold first boot takes 3-15 s here: clients with a 5 s time-out are better told 503 early.
+UNPLANNED_GRACE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,7 @@ class SlotOutlook:
     restart_at: float | None = None  # monotonic, while BACKOFF
     boot_failures: int = 0  # consecutive failed boots behind it
     crash_looping: bool = False  # its release is in CrashLoopBackOff
-    recycling: bool = False  # draining to be replaced at once (soft memory limit)
+    recycling: bool = False  # draining to be replaced at once, or replacing one (soft limit)
     retiring: bool = False  # going away on purpose: never ready again
     boot_message: str | None = None
 
@@ -55,18 +59,21 @@ class UnreadyDecision:
     why: str  # for the error body, the journal and the log; names no path or secret
 
 
-def _soon(slot: SlotOutlook, now: float, grace: float) -> float | None:
-    """Seconds until the slot is expected ready, if within ``grace``; else None."""
+def _soon(slot: SlotOutlook, now: float, allowance: float) -> bool:
+    """The slot is expected ready within ``allowance`` seconds."""
     if slot.retiring or slot.crash_looping or slot.boot_failures > 0:
-        return None
+        return False
     if slot.state in (WorkerState.NEW, WorkerState.STARTING):
-        return EXPECTED_BOOT_S
+        return True
     if slot.state in (WorkerState.DRAINING, WorkerState.KILLING) and slot.recycling:
-        return EXPECTED_BOOT_S
+        return True
     if slot.state is WorkerState.BACKOFF and slot.restart_at is not None:
-        wait = max(0.0, slot.restart_at - now)
-        return wait + EXPECTED_BOOT_S if wait <= grace else None
-    return None
+        return max(0.0, slot.restart_at - now) <= allowance
+    return False
+
+
+def _allowance(slot: SlotOutlook, grace: float) -> float:
+    return grace if slot.recycling else min(grace, UNPLANNED_GRACE_S)
 
 
 def _expected(slot: SlotOutlook, now: float) -> float | None:
@@ -106,7 +113,8 @@ def decide_unready(
     """Whether the supervisor answers requests itself now (only call it when none is ready).
 
     ``no_ready_since`` is the monotonic time the last ready worker went away (or the
-    supervisor started); ``grace`` is ``spec.workers.no_ready_grace``.
+    supervisor started); ``grace`` is ``spec.workers.no_ready_grace`` (for recycles; other
+    waits are capped at ``UNPLANNED_GRACE_S``).
     """
     expected = [e for s in slots if (e := _expected(s, now)) is not None]
     retry = math.ceil(min(expected)) if expected else RETRY_AFTER_NEEDS_OPERATOR_S
@@ -114,10 +122,9 @@ def decide_unready(
     why = _why(slots, stopping)
     if stopping:
         return UnreadyDecision(True, retry_after, why)
-    soon = [t for s in slots if (t := _soon(s, now, grace)) is not None]
     waited = now - no_ready_since
-    answer = not soon or waited >= grace
-    return UnreadyDecision(answer, retry_after, why)
+    holding = [s for s in slots if (a := _allowance(s, grace)) > waited and _soon(s, now, a)]
+    return UnreadyDecision(not holding, retry_after, why)
 
 
 def cannot_boot(slots: Sequence[SlotOutlook], *, ever_ready: bool) -> str | None:
