@@ -4,8 +4,13 @@ Layout::
 
     <model dir>/
         model-<sha256[:12]>.skops   the estimator, skops format (never pickle/joblib)
+        lean-<sha256[:12]>.npz      the default pipeline's parameters as plain arrays, when
+                                    it has that shape (model/export.py); workers serve it
+                                    with NumPy only
         metadata.json               name, version, labels, sha256 of the artifact, data hash,
-                                    metrics, creation time (UTC), library versions
+                                    metrics, creation time (UTC), library versions; ``lean``:
+                                    the array file's sha256, parameters, probe texts and
+                                    scikit-learn's probabilities for them
 
 ``metadata.json`` is written last and is the commit point: it names the artifact it was
 written with, so a reader never pairs new metadata with a half-written artifact, and the
@@ -42,6 +47,29 @@ _NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _LIBRARIES = ("falcon-platform", "scikit-learn", "skops", "numpy", "scipy")
 
 
+class LeanProbes(BaseModel):
+    """Texts and the probabilities scikit-learn gave for them (classes order), as one batch
+    and one text at a time; a worker recomputes both before it serves the arrays."""
+
+    model_config = ConfigDict(frozen=True)
+
+    texts: tuple[str, ...] = Field(min_length=1)
+    batch: tuple[tuple[float, ...], ...]
+    single: tuple[tuple[float, ...], ...]
+
+
+class LeanMetadata(BaseModel):
+    """``metadata.json``'s ``lean`` section: the NumPy-only export of the default pipeline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: int
+    file: str = Field(pattern=r"^lean-[0-9a-f]{12}\.npz$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    params: dict[str, Any]
+    probes: LeanProbes
+
+
 class ModelMetadata(BaseModel):
     """The contents of ``metadata.json``."""
 
@@ -59,6 +87,7 @@ class ModelMetadata(BaseModel):
     created_at: datetime
     library_versions: dict[str, str] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
+    lean: LeanMetadata | None = None
 
 
 def sha256_hex(data: bytes) -> str:
@@ -105,14 +134,19 @@ def save_model(
     data_hash: str | None,
     training: dict[str, Any] | None = None,
     now: datetime | None = None,
+    lean: bool = True,
 ) -> ModelMetadata:
     """Write ``estimator`` and its metadata into ``out_dir``; return the metadata written.
 
     Works for any fitted scikit-learn classifier with ``predict_proba`` whose parts skops can
     store and :mod:`falcon_platform.model.trust` allows; anything else is refused here, at
-    save time, rather than when a worker tries to load it.
+    save time, rather than when a worker tries to load it. When the estimator has the
+    default pipeline's shape (and ``lean``), its arrays are exported beside it as well.
     """
     import skops.io
+
+    from falcon_platform.model.export import export_lean, npz_bytes
+    from falcon_platform.model.lean import LEAN_FORMAT
 
     labels = tuple(str(label) for label in labels)
     check_servable(estimator, labels)
@@ -131,6 +165,22 @@ def save_model(
             "falcon_platform.model.trust.ALLOWED_TYPES after reviewing them."
         )
     digest = sha256_hex(data)
+    export = export_lean(estimator) if lean else None
+    lean_meta, lean_data = None, b""
+    if export is not None:
+        lean_data = npz_bytes(export.arrays)
+        lean_digest = sha256_hex(lean_data)
+        lean_meta = LeanMetadata(
+            format=LEAN_FORMAT,
+            file=f"lean-{lean_digest[:12]}.npz",
+            sha256=lean_digest,
+            params=export.params.to_json(),
+            probes=LeanProbes(
+                texts=export.probe_texts,
+                batch=tuple(tuple(row) for row in export.probe_batch),
+                single=tuple(tuple(row) for row in export.probe_single),
+            ),
+        )
     try:
         metadata = ModelMetadata(
             name=name,
@@ -143,14 +193,18 @@ def save_model(
             created_at=(now or datetime.now(UTC)).astimezone(UTC),
             library_versions=library_versions(),
             training=training or {},
+            lean=lean_meta,
         )
     except ValidationError as exc:
         raise ModelError(f"invalid model metadata: {exc}") from exc
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / metadata.artifact, data)
+    if lean_meta is not None:
+        write_atomic(out_dir / lean_meta.file, lean_data)
     write_atomic(out_dir / METADATA_FILE, metadata.model_dump_json(indent=2).encode() + b"\n")
-    for stale in out_dir.glob("model-*.skops"):
-        if stale.name != metadata.artifact:
+    keep = {metadata.artifact, lean_meta.file if lean_meta is not None else ""}
+    for stale in [*out_dir.glob("model-*.skops"), *out_dir.glob("lean-*.npz")]:
+        if stale.name not in keep:
             stale.unlink(missing_ok=True)
     return metadata
 

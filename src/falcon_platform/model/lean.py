@@ -1,126 +1,232 @@
-"""A lean inference path for the default pipeline, proven equal to scikit-learn's at load time.
+"""The default model as plain arrays, served with NumPy only.
 
-scikit-learn's ``Pipeline.predict_proba`` spends most of a small call on bookkeeping, not
-arithmetic: ``FeatureUnion`` goes through ``joblib.Parallel`` even with one job, and every step
-re-validates its input (``check_array``, which in scikit-learn 1.9 asks narwhals whether a
-sparse matrix is a dataframe). For the default model's exact shape::
+At train time :mod:`falcon_platform.model.export` writes the fitted pipeline's parameters
+(hashing parameters, idf, coefficients, intercepts, the calibration temperature) into
+``lean-<sha12>.npz`` beside the skops artifact, and records in ``metadata.json`` its sha256,
+its parameters, probe texts and the exact probabilities scikit-learn gave for them. A worker
+loads that file with NumPy, recomputes the probes and refuses to serve if a single
+probability differs by more than 1e-9 (they are bit-for-bit equal on this machine's builds)::
 
-    Pipeline[FeatureUnion[HashingVectorizer, ...], TfidfTransformer,
-             CalibratedClassifierCV(<linear classifier>, method="temperature", ensemble=False)]
+    lean = LeanPipeline.from_arrays(params, arrays)      # see load_lean_model in registry
+    lean.predict_proba(["great screen but the battery died"])   # scikit-learn's classes order
 
-:func:`compile_lean` returns a function that calls the same fitted objects' public
-``transform`` / ``predict`` methods and the linear decision function directly. It is used only
-if, on probe texts, it returns what ``estimator.predict_proba`` returns (to 1e-9); any other
-model, or any difference, keeps scikit-learn's own path. Written by hand because no library
-flattens a fitted pipeline; the equality check at load is what makes it safe.
+It computes what this scikit-learn pipeline computes, in the same order and floating-point
+types, so the results are equal and not merely close::
+
+    Pipeline[FeatureUnion[HashingVectorizer(norm=None, dtype=float32), ...],
+             TfidfTransformer, CalibratedClassifierCV(<linear>, method="temperature",
+                                                       ensemble=False)]
+
+* features: :func:`falcon_platform.model.hashing.hash_features` (float32 counts);
+* tf-idf: ``log(tf) + 1`` in float32 (``sublinear_tf``), times idf (float32), each row divided
+  by its l2 norm (float32 squares summed in float64, in column order, as scikit-learn's
+  ``_inplace_csr_row_normalize_l2``);
+* decision function: float64 products summed in column order (``np.bincount`` is sequential,
+  as SciPy's CSR product) plus the intercepts;
+* temperature scaling: scikit-learn's ``softmax(beta * logits)``, including its rule that a
+  batch of scores which all look like probabilities is taken as probabilities (log + 1e-12).
+
+Written by hand because no library turns a fitted scikit-learn pipeline into arrays for a
+process that must not import scikit-learn; the probes at load are what make it safe.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-log = logging.getLogger("falcon.model")
+from falcon_platform.model.hashing import HashSpec, hash_features
 
-Predict = Callable[[list[str]], npt.NDArray[np.float64]]
+Floats = npt.NDArray[np.float64]
 
-
-def _parts(estimator: Any) -> tuple[list[Any], Any, Any, Any] | None:
-    """The fitted pieces if ``estimator`` has the default pipeline's exact shape, else None."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-    from sklearn.pipeline import FeatureUnion, Pipeline
-
-    if not isinstance(estimator, Pipeline) or len(estimator.steps) != 3:
-        return None
-    (_, union), (_, tfidf), (_, calibrated) = estimator.steps
-    if not isinstance(union, FeatureUnion) or union.transformer_weights is not None:
-        return None
-    vectorizers = [t for _, t in union.transformer_list]
-    if not vectorizers or not all(type(t) is HashingVectorizer for t in vectorizers):
-        return None
-    if type(tfidf) is not TfidfTransformer or type(calibrated) is not CalibratedClassifierCV:
-        return None
-    if calibrated.method != "temperature" or len(calibrated.calibrated_classifiers_) != 1:
-        return None
-    inner = calibrated.calibrated_classifiers_[0]
-    linear = inner.estimator
-    if not hasattr(linear, "coef_") or not hasattr(linear, "intercept_"):
-        return None
-    if len(inner.calibrators) != 1 or linear.coef_.shape[0] < 3:
-        return None  # binary decision functions take another branch in scikit-learn
-    return vectorizers, tfidf, linear, inner.calibrators[0]
+#: Bump when the arrays or their meaning change; a worker refuses formats it does not know.
+LEAN_FORMAT = 1
+#: The largest difference from scikit-learn's probabilities a worker accepts at load.
+PROBE_TOLERANCE = 1e-9
+NORMS = ("l2", "l1", None)
 
 
-_WHITE_SPACES = re.compile(r"\s\s+")  # scikit-learn's own run-of-whitespace rule
+@dataclass(frozen=True)
+class LeanParams:
+    """The non-array parameters, as stored in ``metadata.json`` (``lean.params``)."""
+
+    hashers: tuple[HashSpec, ...]
+    classes: tuple[str, ...]
+    sublinear_tf: bool
+    use_idf: bool
+    norm: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hashers": [
+                {
+                    "analyzer": h.analyzer,
+                    "ngram_range": list(h.ngram_range),
+                    "n_features": h.n_features,
+                    "lowercase": h.lowercase,
+                    "token_pattern": h.token_pattern,
+                    "alternate_sign": h.alternate_sign,
+                }
+                for h in self.hashers
+            ],
+            "classes": list(self.classes),
+            "tfidf": {"sublinear_tf": self.sublinear_tf, "use_idf": self.use_idf,
+                      "norm": self.norm},
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> LeanParams:
+        """Parse ``to_json``'s output; ``ValueError``/``KeyError``/``TypeError`` if malformed."""
+        hashers = tuple(
+            HashSpec(
+                analyzer=str(h["analyzer"]),
+                ngram_range=(int(h["ngram_range"][0]), int(h["ngram_range"][1])),
+                n_features=int(h["n_features"]),
+                lowercase=bool(h["lowercase"]),
+                token_pattern=str(h["token_pattern"]),
+                alternate_sign=bool(h["alternate_sign"]),
+            )
+            for h in raw["hashers"]
+        )
+        tfidf = raw["tfidf"]
+        norm = tfidf["norm"]
+        if norm not in NORMS or not hashers:
+            raise ValueError(f"unsupported tf-idf norm {norm!r} or no hashers")
+        return cls(
+            hashers=hashers,
+            classes=tuple(str(c) for c in raw["classes"]),
+            sublinear_tf=bool(tfidf["sublinear_tf"]),
+            use_idf=bool(tfidf["use_idf"]),
+            norm=norm,
+        )
 
 
-def _featurizer(vectorizer: Any) -> Callable[[list[str]], Any]:
-    """``vectorizer.transform`` without its per-call set-up (analyzer and hasher rebuilt on
-    every call), and, for fixed-length character n-grams, without the per-n-gram Python loop:
-    ~3 us less per text (profiled); the equality check in :func:`compile_lean` covers it."""
-    from sklearn.feature_extraction import FeatureHasher
-
-    if vectorizer.binary or vectorizer.norm is not None:
-        return vectorizer.transform  # type: ignore[no-any-return]
-    hasher = FeatureHasher(
-        n_features=vectorizer.n_features,
-        input_type="string",
-        dtype=vectorizer.dtype,
-        alternate_sign=vectorizer.alternate_sign,
-    )
-    analyze: Callable[[str], list[str]] = vectorizer.build_analyzer()
-    low, high = vectorizer.ngram_range
-    if vectorizer.analyzer == "char" and low == high > 1:
-        preprocess = vectorizer.build_preprocessor()
-
-        def analyze(doc: str) -> list[str]:
-            text = _WHITE_SPACES.sub(" ", preprocess(doc))
-            return [text[i : i + low] for i in range(len(text) - low + 1)]
-
-    def featurize(texts: list[str]) -> Any:
-        return hasher.transform(analyze(doc) for doc in texts)
-
-    return featurize
+#: The arrays in the ``.npz`` file, their dtypes and number of dimensions.
+ARRAYS = {"idf": (np.float32, 1), "coef": (np.float64, 2), "intercept": (np.float64, 1),
+          "beta": (np.float64, 0)}  # fmt: skip
 
 
-def compile_lean(estimator: Any, probe_texts: Sequence[str]) -> Predict | None:
-    """A faster ``predict_proba`` for ``estimator``, or None if it cannot be proven equal."""
-    import scipy.sparse as sp
+@dataclass(eq=False)
+class LeanPipeline:
+    """Hashed tf-idf → linear scores → temperature-scaled softmax, over NumPy arrays."""
 
-    parts = _parts(estimator)
-    if parts is None:
-        return None
-    vectorizers, tfidf, linear, calibrator = parts
-    featurizers = [_featurizer(v) for v in vectorizers]
-    coef_t = np.ascontiguousarray(linear.coef_.T)
-    intercept = linear.intercept_
+    params: LeanParams
+    idf: npt.NDArray[np.float32] | None  # (n_features,) or None without use_idf
+    coef_t: Floats  # (n_features, n_classes), C-contiguous: one gather per batch
+    intercept: Floats  # (n_classes,)
+    beta: float
+    width: int = field(init=False)
 
-    def predict(texts: list[str]) -> npt.NDArray[np.float64]:
-        features = sp.hstack([featurize(texts) for featurize in featurizers], format="csr")
-        weighted = tfidf.transform(features)
-        scores = weighted @ coef_t + intercept
-        proba: npt.NDArray[np.float64] = calibrator.predict(np.asarray(scores))
-        # scikit-learn's own last step: probabilities a hair above 1.0 are clipped to 1.0
-        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+    def __post_init__(self) -> None:
+        self.width = sum(h.n_features for h in self.params.hashers)
+
+    @classmethod
+    def from_arrays(cls, params: LeanParams, arrays: dict[str, Any]) -> LeanPipeline:
+        """Check shapes and dtypes against ``params``; ``ValueError`` says what is wrong."""
+        for name, (dtype, ndim) in ARRAYS.items():
+            value = arrays.get(name)
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.ndim != ndim:
+                raise ValueError(f"array {name!r} missing or not {np.dtype(dtype)}[{ndim}d]")
+        coef, intercept = arrays["coef"], arrays["intercept"]
+        width = sum(h.n_features for h in params.hashers)
+        n_classes = len(params.classes)
+        if coef.shape != (n_classes, width) or intercept.shape != (n_classes,):
+            raise ValueError(f"coef {coef.shape} / intercept {intercept.shape} do not fit "
+                             f"{n_classes} classes x {width} features")  # fmt: skip
+        idf = arrays["idf"]
+        if params.use_idf and idf.shape != (width,):
+            raise ValueError(f"idf has shape {idf.shape}, expected ({width},)")
+        if n_classes < 3:
+            raise ValueError("binary models are not exported (scikit-learn takes another branch)")
+        return cls(
+            params=params,
+            idf=idf if params.use_idf else None,
+            coef_t=np.ascontiguousarray(coef.T),
+            intercept=intercept,
+            beta=float(arrays["beta"]),
+        )
+
+    def predict_proba(self, texts: Sequence[str]) -> Floats:
+        """Probabilities, shape ``(len(texts), len(classes))``, in ``params.classes`` order."""
+        n = len(texts)
+        rows, cols, counts = hash_features(texts, self.params.hashers)
+        data = counts.astype(np.float32)
+        if self.params.sublinear_tf:
+            with np.errstate(divide="ignore", invalid="ignore"):  # as scikit-learn's, silently
+                np.log(data, out=data)
+            data += np.float32(1.0)
+        if self.idf is not None:
+            data *= self.idf[cols]
+        data = self._normalise(data, rows, n)
+        weighted = data.astype(np.float64)[:, None] * self.coef_t[cols]
+        scores = np.empty((n, self.intercept.size), dtype=np.float64)
+        for k in range(self.intercept.size):
+            scores[:, k] = np.bincount(rows, weights=weighted[:, k], minlength=n)
+        scores += self.intercept
+        return self._calibrate(scores)
+
+    def _normalise(self, data: npt.NDArray[np.float32], rows: Any, n: int) -> Any:
+        norm = self.params.norm
+        if norm is None:
+            return data
+        # float32 terms added into a float64 per row, in column order (bincount is sequential)
+        terms = data * data if norm == "l2" else np.abs(data)
+        sums = np.bincount(rows, weights=terms, minlength=n)
+        if norm == "l2":
+            sums = np.sqrt(sums)
+        sums[sums == 0.0] = 1.0  # scikit-learn leaves all-zero rows alone
+        return (data.astype(np.float64) / sums[rows]).astype(np.float32)
+
+    def _calibrate(self, scores: Floats) -> Floats:
+        # scikit-learn's _convert_to_logits: if every score of the batch lies in [0, 1] and
+        # every row sums to ~1, the batch is taken as probabilities
+        looks_like_proba = bool(np.all((scores >= 0) & (scores <= 1))) and bool(
+            np.all(np.isclose(np.sum(scores, axis=1), 1.0))
+        )
+        logits = np.log(scores + 1e-12) if looks_like_proba else scores
+        x = self.beta * logits
+        x -= np.reshape(np.max(x, axis=1), (-1, 1))
+        np.exp(x, out=x)
+        x /= np.reshape(np.sum(x, axis=1), (-1, 1))
+        x[(x > 1.0) & (x <= 1.0 + 1e-5)] = 1.0  # CalibratedClassifierCV's last step
+        return x
+
+
+def probe_differences(
+    lean: LeanPipeline, texts: Sequence[str], batch: Floats, single: Floats
+) -> float:
+    """The largest absolute difference from scikit-learn's probabilities for ``texts``,
+    scored as one batch (``batch``) and one text at a time (``single``); inf if shapes differ."""
+    together = lean.predict_proba(list(texts))
+    one_by_one = np.vstack([lean.predict_proba([t]) for t in texts])
+    if together.shape != batch.shape or one_by_one.shape != single.shape:
+        return float("inf")
+    return float(max(np.max(np.abs(together - batch)), np.max(np.abs(one_by_one - single))))
+
+
+@dataclass(eq=False)  # not frozen: ServableModel declares plain (settable) attributes
+class LeanModel:
+    """A verified lean export ready to serve; implements
+    :class:`falcon_platform.model.base.ServableModel` without scikit-learn."""
+
+    name: str
+    version: str
+    sha256: str
+    labels: tuple[str, ...]
+    metadata: dict[str, Any]
+    pipeline: LeanPipeline = field(repr=False)
+    # params.classes position of each label, so columns come out in `labels` order
+    columns: tuple[int, ...] = field(repr=False)
+
+    def predict_proba(self, texts: Sequence[str]) -> Floats:
+        """Shape ``(len(texts), len(labels))``, float64, each row summing to 1."""
+        if len(texts) == 0:
+            return np.empty((0, len(self.labels)), dtype=np.float64)
+        proba = self.pipeline.predict_proba(texts)[:, self.columns]
+        # float32 features leave rows ~1e-7 off 1; callers and clients expect an exact sum
+        proba /= proba.sum(axis=1, keepdims=True)
         return proba
-
-    try:
-        texts = list(probe_texts)
-        expected = np.asarray(estimator.predict_proba(texts), dtype=np.float64)
-        got = predict(texts)
-        single = predict(texts[:1])
-    except Exception as exc:  # any surprise means: keep scikit-learn's path
-        log.info("lean inference path not used: %s", exc)
-        return None
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=1e-9):
-        log.warning("lean inference path differs from scikit-learn's; not used")
-        return None
-    if not np.allclose(single, expected[:1], rtol=0, atol=1e-9):
-        return None
-    return predict

@@ -3,21 +3,27 @@
 Use::
 
     path = ensure_model(settings)          # trains the default model there if none exists
-    model = load_model(path)               # verified: sha256 + allowed types
+    model = load_model(path)               # verified: sha256, probes or allowed types
     model.predict_proba(["great screen", "meh"])   # float64, columns in model.labels order
 
-Loading refuses, with a :class:`~falcon_platform.errors.ModelIntegrityError` that says what is
-wrong and how to fix it, an artifact whose sha256 differs from ``metadata.json`` or that
-contains a type outside :data:`falcon_platform.model.trust.ALLOWED_TYPES`.
+A model directory with a lean export (``metadata.json`` has a ``lean`` section: the default
+pipeline as arrays, :mod:`falcon_platform.model.lean`) is served from those arrays with NumPy
+only; nothing here imports scikit-learn, SciPy or skops on that path. Any other model is
+loaded through skops. Loading refuses, with a
+:class:`~falcon_platform.errors.ModelIntegrityError` that says what is wrong and how to fix
+it, a file whose sha256 differs from ``metadata.json``, a lean export that does not reproduce
+scikit-learn's probabilities on the probe texts, or a skops artifact that contains a type
+outside :data:`falcon_platform.model.trust.ALLOWED_TYPES`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +40,15 @@ from falcon_platform.model.artifact import (
     save_model,
     sha256_hex,
 )
-from falcon_platform.model.lean import compile_lean
+from falcon_platform.model.base import ServableModel
+from falcon_platform.model.lean import (
+    LEAN_FORMAT,
+    PROBE_TOLERANCE,
+    LeanModel,
+    LeanParams,
+    LeanPipeline,
+    probe_differences,
+)
 from falcon_platform.model.training import (
     DEFAULT_MODEL_NAME,
     ProgressCallback,
@@ -49,20 +63,6 @@ if TYPE_CHECKING:
     from falcon_platform.config.settings import Settings
 
 _SELF_CHECK_TEXT = "falcon model self-check"
-# Texts the lean path must score exactly as scikit-learn does before it is used.
-_PROBE_TEXTS = (
-    _SELF_CHECK_TEXT,
-    "great screen but the battery died after an hour",
-    "not bad at all",
-    "THE WORST SUPPORT EVER!!!",
-    "the package arrived on tuesday",
-    "realy gr8 app, love it",
-    "",
-    "a " * 400,
-    "abc",  # shorter than a character n-gram
-    "  tabs\tand\n\nnewlines   and   runs  ",
-    "Ünïcödé CAFÉ naïve — 日本語のテキスト",
-)
 
 
 @dataclass(eq=False)  # not frozen: ServableModel declares plain (settable) attributes
@@ -77,10 +77,6 @@ class LoadedModel:
     estimator: Any = field(repr=False)
     # estimator.classes_ position of each label, so columns come out in `labels` order
     columns: tuple[int, ...] = field(repr=False)
-    # model.lean: the same probabilities without scikit-learn's per-call bookkeeping
-    fast_predict: Callable[[list[str]], npt.NDArray[np.float64]] | None = field(
-        default=None, repr=False
-    )
 
     @classmethod
     def from_estimator(
@@ -121,36 +117,103 @@ class LoadedModel:
         # inputs are strings we validated; skipping sklearn's per-call checks saves ~20% on
         # a single text (the config is thread-local, so other threads are unaffected)
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            if self.fast_predict is not None:
-                raw = self.fast_predict(list(texts))
-            else:
-                raw = self.estimator.predict_proba(list(texts))
+            raw = self.estimator.predict_proba(list(texts))
         proba = np.asarray(raw, dtype=np.float64)[:, self.columns]
         # float32 features leave rows ~1e-7 off 1; callers and clients expect an exact sum
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
 
-def load_model(path: Path) -> LoadedModel:
-    """Read, verify and load the model directory at ``path``."""
-    import skops.io
-
+def load_model(path: Path, *, lean: bool = True) -> ServableModel:
+    """Read, verify and load the model directory at ``path``: from its lean export (NumPy
+    only) when it has one and ``lean``, else through skops and scikit-learn."""
     metadata = read_metadata(path)
-    artifact = path / metadata.artifact
+    data = _read_verified(path, metadata.artifact, metadata.sha256)
+    if lean and metadata.lean is not None:
+        return load_lean_model(path, metadata)
+    return load_skops_model(path, metadata, data)
+
+
+def _read_verified(path: Path, name: str, sha256: str) -> bytes:
+    """The bytes of ``path/name``, refused unless their sha256 is the one recorded."""
+    target = path / name
     try:
-        data = artifact.read_bytes()
+        data = target.read_bytes()
     except FileNotFoundError as exc:
         raise ModelIntegrityError(
-            f"{METADATA_FILE} in {path} names {metadata.artifact}, which does not exist: "
+            f"{METADATA_FILE} in {path} names {name}, which does not exist: "
             f"retrain with `falcon model train --out {path}`."
         ) from exc
     actual = sha256_hex(data)
-    if actual != metadata.sha256:
+    if actual != sha256:
         raise ModelIntegrityError(
-            f"{artifact} has sha256 {actual} but {METADATA_FILE} records {metadata.sha256}: "
-            "the artifact was changed or corrupted after it was saved, so it is not loaded. "
+            f"{target} has sha256 {actual} but {METADATA_FILE} records {sha256}: "
+            "the file was changed or corrupted after it was saved, so it is not loaded. "
             f"Restore the original files or retrain with `falcon model train --out {path}`."
         )
+    return data
+
+
+def load_lean_model(path: Path, metadata: ModelMetadata) -> LeanModel:
+    """The lean export of ``path``: sha256 checked, arrays checked against the parameters,
+    and the probe texts scored exactly as scikit-learn scored them at export (to 1e-9)."""
+    lean = metadata.lean
+    assert lean is not None
+    retrain = f"retrain with `falcon model train --out {path}`"
+    if lean.format != LEAN_FORMAT:
+        raise ModelIntegrityError(
+            f"{path / lean.file} has lean format {lean.format}; this Falcon reads format "
+            f"{LEAN_FORMAT}: {retrain} (or serve it with the Falcon that wrote it)."
+        )
+    data = _read_verified(path, lean.file, lean.sha256)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        params = LeanParams.from_json(lean.params)
+        pipeline = LeanPipeline.from_arrays(params, arrays)
+    except Exception as exc:  # malformed arrays or parameters all mean the same thing
+        raise ModelIntegrityError(
+            f"{path / lean.file} is not a usable lean export ({type(exc).__name__}: {exc}): "
+            f"{retrain}."
+        ) from exc
+    if set(params.classes) != set(metadata.labels):
+        raise ModelIntegrityError(
+            f"{path / lean.file} has classes {list(params.classes)} but {METADATA_FILE} "
+            f"labels {list(metadata.labels)}: {retrain}."
+        )
+    probes = lean.probes
+    worst = probe_differences(
+        pipeline,
+        probes.texts,
+        np.asarray(probes.batch, dtype=np.float64),
+        np.asarray(probes.single, dtype=np.float64),
+    )
+    if not worst <= PROBE_TOLERANCE:
+        raise ModelIntegrityError(
+            f"{path / lean.file} does not reproduce scikit-learn's probabilities on the probe "
+            f"texts recorded in {METADATA_FILE} (largest difference {worst:.3g}, allowed "
+            f"{PROBE_TOLERANCE:g}), so it is not served: NumPy here computes differently from "
+            f"where the model was exported, or the file set was altered. {retrain[0].upper()}"
+            f"{retrain[1:]} in this environment."
+        )
+    model = LeanModel(
+        name=metadata.name,
+        version=metadata.version,
+        sha256=metadata.sha256,
+        labels=metadata.labels,
+        metadata=metadata.model_dump(mode="json"),
+        pipeline=pipeline,
+        columns=tuple(params.classes.index(label) for label in metadata.labels),
+    )
+    _self_check(model, path / lean.file)
+    return model
+
+
+def load_skops_model(path: Path, metadata: ModelMetadata, data: bytes) -> LoadedModel:
+    """The skops artifact of ``path`` (its bytes already verified), through scikit-learn."""
+    import skops.io
+
+    artifact = path / metadata.artifact
     try:
         untrusted = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # any parse failure of the archive means the same thing
@@ -185,11 +248,10 @@ def load_model(path: Path) -> LoadedModel:
         metadata=metadata.model_dump(mode="json"),
     )
     _self_check(model, artifact)
-    model.fast_predict = compile_lean(estimator, _PROBE_TEXTS)
     return model
 
 
-def _self_check(model: LoadedModel, artifact: Path) -> None:
+def _self_check(model: ServableModel, artifact: Path) -> None:
     """Fail at load time, not on the first request, if the model cannot score a text."""
     try:
         proba = model.predict_proba([_SELF_CHECK_TEXT])
