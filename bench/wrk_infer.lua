@@ -3,10 +3,12 @@
 --   wrk ... http://127.0.0.1:8000/v2/models/sentiment/infer -- v2 repeated
 --   wrk ... -- infer unique <run tag>   (run.py passes a fresh tag to every wrk run, so the
 --                                        warm-up's texts are never cache hits in the measured run)
+--   wrk ... -- infer unique <run tag> keys   (and a new Idempotency-Key on every request)
 -- Prints one line "WRKJSON {...}" with requests/s, p50/p99 (ms) and error counts.
 
-local kind, mode, run = "infer", "unique", "0"
+local kind, mode, run, keys = "infer", "unique", "0", false
 local counter = 0
+local requests_sent = 0
 local words = {"great", "terrible", "battery", "screen", "service", "slow", "fast", "not",
                "bad", "love", "refund", "okay", "delivery", "food", "app", "support", "price"}
 local threads = {}
@@ -20,6 +22,7 @@ init = function(args)
   kind = args[1] or "infer"
   mode = args[2] or "unique"
   run = args[3] or tostring(os.time())  -- a per-run tag: texts never repeat across runs
+  keys = args[4] == "keys"              -- a new Idempotency-Key on every request
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end
@@ -42,6 +45,12 @@ request = function()
     body = '{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["' .. t .. '"]}]}'
   else
     body = '{"text":"' .. t .. '"}'
+  end
+  if keys then  -- a headers table replaces wrk.headers, so it repeats the content type
+    requests_sent = requests_sent + 1
+    return wrk.format(nil, nil, {["Content-Type"] = "application/json",
+                                 ["Idempotency-Key"] = "k" .. requests_sent .. "-t"
+                                   .. tostring(tid) .. "-r" .. run}, body)
   end
   return wrk.format(nil, nil, nil, body)
 end
