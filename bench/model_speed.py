@@ -1,17 +1,16 @@
-"""How much the default model costs per text, alone (no HTTP), and how much memory it adds.
+"""How much the default model costs per text, alone (no HTTP), and how much memory it takes.
 
     .venv/bin/python bench/model_speed.py                 # trains into a temp dir first
     .venv/bin/python bench/model_speed.py --path DIR      # an existing model directory
     taskset -c 0 .venv/bin/python bench/model_speed.py    # pinned to one core, as the server
 
-Prints the per-text cost of ``LoadedModel.predict_proba`` for one text and for batches of 8
-and 64 (the serving path's maximum batch), the speed-up batching gives, the worker's RSS after
-imports, after loading the model and after the timed loop, and the artifact's size.
-
-The machine is shared and noisy, so the same run also times a reference model — word-only
-``TfidfVectorizer`` + ``LogisticRegression``, the kind of model the DESIGN performance notes
-measured (~414 µs single, ~13 µs/text in a batch of 64) — and prints the ratio to it, which
-stays meaningful when absolute numbers do not.
+Times ``predict_proba`` of the same model served two ways, calls interleaved so that noise
+from other processes hits both alike: the lean export (NumPy only, what a worker serves) and
+the skops artifact through scikit-learn (what a model without a lean export gets), for one
+text and for batches of 8 and 64 (the serving path's maximum batch). A word-only
+``TfidfVectorizer`` + ``LogisticRegression`` fitted on the corpus is timed in the same run as
+a reference. Memory is measured in fresh processes: RSS after importing what each way needs,
+loading the model and scoring 64 texts.
 """
 
 from __future__ import annotations
@@ -19,20 +18,28 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+# Run in a fresh interpreter: import, load, score, then print RSS (MiB) and the module count.
+MEMORY_PROBE = """
+import sys
+from pathlib import Path
+from falcon_platform.model.registry import load_model
+model = load_model(Path(sys.argv[1]), lean=sys.argv[2] == "lean")
+model.predict_proba(["warm up the model with a few words"] * 64)
+rss = int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"sklearn", "scipy", "skops"})
+print(f"{rss:.1f} {type(model).__name__} {','.join(heavy) or '-'}")
+"""
 
 
 def _per_text_us(models: list[object], texts: list[str], batch: int, seconds: float) -> list[float]:
-    """Median µs per text of one ``predict_proba`` call of each model, calls interleaved.
-
-    Interleaving makes noise from other processes hit every model alike, so ratios hold.
-    """
+    """Median µs per text of one ``predict_proba`` call of each model, calls interleaved."""
     predicts = [model.predict_proba for model in models]  # type: ignore[attr-defined]
     rng = random.Random(0)
     samples: list[list[float]] = [[] for _ in models]
@@ -66,53 +73,44 @@ def main() -> None:
     parser.add_argument("--path", type=Path, help="model directory (default: train one)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     args = parser.parse_args()
-    process = psutil.Process()
-
-    import numpy  # noqa: F401  (imports count towards the baseline, as in a worker)
-    import sklearn  # noqa: F401
-    import skops.io  # noqa: F401
 
     from falcon_platform.model.registry import load_model, train_and_save
     from falcon_platform.model.training import default_corpus_path
 
-    rss_imports = process.memory_info().rss
     with tempfile.TemporaryDirectory() as tmp:
         path = args.path
         if path is None:
             path = Path(tmp) / "model"
             train_and_save(path)
-            rss_imports = process.memory_info().rss
         start = time.perf_counter()
-        model = load_model(path)
+        lean = load_model(path)
         load_ms = (time.perf_counter() - start) * 1e3
-        rss_loaded = process.memory_info().rss
-        artifact_kb = (path / model.metadata["artifact"]).stat().st_size / 1024
-
+        plain = load_model(path, lean=False)
+        if type(lean) is type(plain):
+            raise SystemExit(f"{path} has no lean export: retrain it with this Falcon")
         with default_corpus_path().open(newline="", encoding="utf-8") as handle:
             texts = [row["text"] for row in csv.DictReader(handle)]
         reference = _reference_model(texts)
-        both = {b: _per_text_us([model, reference], texts, b, args.seconds) for b in (1, 8, 64)}
-        results = {batch: pair[0] for batch, pair in both.items()}
-        ref = {batch: pair[1] for batch, pair in both.items()}
-    rss_after = process.memory_info().rss
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        timed = {b: _per_text_us([lean, plain, reference], texts, b, args.seconds)
+                 for b in (1, 8, 64)}  # fmt: skip
+        memory = {
+            way: subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), way],
+                                capture_output=True, text=True, check=True).stdout.split()
+            for way in ("lean", "skops")
+        }  # fmt: skip
+        sizes = {p.suffix: p.stat().st_size / 1024 for p in path.iterdir() if p.suffix != ".json"}
 
-    mb = 1024 * 1024
-    print(f"model {model.version}  artifact {artifact_kb:.0f} KiB  load {load_ms:.0f} ms")
+    print(f"model {lean.version}  files: skops {sizes.get('.skops', 0):.0f} KiB, lean npz "
+          f"{sizes.get('.npz', 0):.0f} KiB  load (lean, probes checked) {load_ms:.0f} ms")  # fmt: skip
     print(f"mean text length {statistics.mean(len(t) for t in texts):.0f} chars")
-    for batch, us in results.items():
-        print(f"batch {batch:>3}: {us:8.1f} µs per text  ({us * batch / 1e3:6.2f} ms per call)")
-    print(f"batching speed-up (1 vs 64): {results[1] / results[64]:.1f}x")
-    for batch, us in ref.items():
-        print(
-            f"reference word-only TF-IDF+LR, batch {batch:>3}: {us:8.1f} µs per text; "
-            f"Falcon's model costs {results[batch] / us:.2f}x that"
-        )
-    print(
-        f"RSS: after imports {rss_imports / mb:.0f} MB, after load {rss_loaded / mb:.0f} MB "
-        f"(+{(rss_loaded - rss_imports) / mb:.1f}), after timing {rss_after / mb:.0f} MB; "
-        f"peak {peak_mb:.0f} MB"
-    )
+    for batch, (ours, sk, ref) in timed.items():
+        print(f"batch {batch:>3}: lean {ours:7.1f} µs/text | scikit-learn path {sk:7.1f} "
+              f"({sk / ours:.2f}x lean) | word-only TF-IDF+LR reference {ref:7.1f} "
+              f"(lean = {ours / ref:.2f}x it)")  # fmt: skip
+    print(f"batching speed-up of the lean path (1 vs 64): {timed[1][0] / timed[64][0]:.1f}x")
+    for way, (rss, kind, heavy) in memory.items():
+        print(f"fresh process, {way:>5}: {kind:<11} RSS {rss} MiB after load + one batch; "
+              f"scikit-learn/SciPy/skops imported: {heavy}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --duration 5 --connections 64
     .venv/bin/python bench/run.py --stores redis  # /infer with Redis and/or PostgreSQL stores
     .venv/bin/python bench/run.py --supervisor 2  # + `falcon up --workers 2`: memory per worker
+    .venv/bin/python bench/run.py --stores redis --profile prof/   # + py-spy of each Falcon run
 
 The server is pinned to core 0 (``taskset -c 0``), wrk to core 1; 64 connections;
 for each target: a short warm-up, then ``--duration`` seconds with (a) a unique
@@ -31,6 +32,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +47,7 @@ from typing import Any
 import httpx
 from procmem import MemorySampler, cpu_seconds, pss_bytes, rss_bytes
 from prometheus_client.parser import text_string_to_metric_families
+from pyspy import Profiler, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -159,7 +162,11 @@ def measure(
     for kind, mode in scenarios:
         wrk(url, kind, mode, args.warmup, args.connections, keys)
         before, cpu0 = counters(metrics_url), cpu_seconds(pid)
-        with MemorySampler([pid]) as memory:
+        profile = None
+        if args.profile is not None and metrics_url is not None:
+            slug = re.sub(r"[^a-z0-9]+", "-", f"{name} {mode}".lower()).strip("-")
+            profile = Profiler(pid, args.duration - 1, args.profile / f"{slug}.txt")
+        with MemorySampler([pid]) as memory, profile or contextlib.nullcontext():
             data = wrk(url, kind, mode, args.duration, args.connections, keys)
         cpu_s = cpu_seconds(pid) - cpu0
         after = counters(metrics_url)
@@ -178,6 +185,10 @@ def measure(
         )  # fmt: skip
         print(f"  {name:<22} {mode:<9} {data['rps']:>9.0f} req/s  p99 {data['p99_ms']:.1f} ms",
               file=sys.stderr)  # fmt: skip
+        if profile is not None:
+            summary = summarise(profile.out, results[-1].cpu_us_per_request)
+            profile.out.with_suffix(".summary").write_text(summary + "\n")
+            print(summary, file=sys.stderr)
     return results
 
 
@@ -302,6 +313,13 @@ def main() -> None:
         default=0,
         metavar="N",
         help="also measure `falcon up --workers N` (memory per worker)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy each Falcon run: raw stacks and a summary per run into DIR",
     )
     parser.add_argument(
         "--compare-executors",
