@@ -82,6 +82,7 @@ def test_verify_and_info_accept_a_good_model(
     verify = run_falcon("model", "verify", "--path", str(path), home=tmp_path)
     assert verify.returncode == 0, verify.stderr
     assert str(trained[1]["sha256"]) in verify.stdout
+    assert "served with NumPy only from lean-" in " ".join(verify.stdout.split())
     info = run_falcon("model", "info", "--path", str(path), "--json", home=tmp_path)
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["sha256"] == trained[1]["sha256"]

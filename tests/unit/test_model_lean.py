@@ -26,7 +26,7 @@ from falcon_platform.errors import ModelIntegrityError
 from falcon_platform.model.artifact import METADATA_FILE, read_metadata, save_model, sha256_hex
 from falcon_platform.model.export import PROBE_TEXTS, export_lean, npz_bytes
 from falcon_platform.model.lean import LeanModel, LeanPipeline
-from falcon_platform.model.registry import LoadedModel, load_model, train_and_save
+from falcon_platform.model.registry import LoadedModel, load_model, train_and_save, verify_model
 from falcon_platform.model.training import default_corpus_path, load_corpus
 
 CORPUS = list(load_corpus(default_corpus_path()).texts)
@@ -143,26 +143,21 @@ def test_pipeline_variants_export_equal_to_scikit_learn(options: dict[str, Any])
     np.testing.assert_array_equal(lean.predict_proba(texts), pipe.predict_proba(texts))
 
 
-def _other_models() -> list[Any]:
+def _other_model(kind: str) -> Any:
+    """A fitted model that is not the default pipeline's exact shape."""
     texts, labels = CORPUS[:90], ["negative", "neutral", "positive"] * 30
-    sigmoid = _variant()
-    sigmoid.set_params(classifier__method="sigmoid")
-    ensemble = _variant()
-    ensemble.set_params(classifier__ensemble=True)
-    accents = _variant()
-    accents.set_params(features__word__strip_accents="unicode")
-    return [
-        make_pipeline(CountVectorizer(), MultinomialNB()).fit(texts, labels),
-        sigmoid.fit(texts, labels),
-        ensemble.fit(texts, labels),
-        accents.fit(texts, labels),
-    ]
+    if kind == "nb":
+        return make_pipeline(CountVectorizer(), MultinomialNB()).fit(texts, labels)
+    pipe = _variant()
+    changes = {"sigmoid": {"classifier__method": "sigmoid"},
+               "ensemble": {"classifier__ensemble": True},
+               "accents": {"features__word__strip_accents": "unicode"}}  # fmt: skip
+    return pipe.set_params(**changes[kind]).fit(texts, labels)
 
 
-@pytest.mark.parametrize("estimator", _other_models(), ids=["nb", "sigmoid", "ensemble", "accents"])
-def test_other_models_get_no_lean_export_and_load_through_skops(
-    estimator: Any, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("kind", ["nb", "sigmoid", "ensemble", "accents"])
+def test_other_models_get_no_lean_export_and_load_through_skops(kind: str, tmp_path: Path) -> None:
+    estimator = _other_model(kind)
     assert export_lean(estimator) is None
     metadata = save_model(estimator, tmp_path, name="other", version="1",
                           labels=estimator.classes_, metrics={}, data_hash=None)  # fmt: skip
@@ -300,3 +295,24 @@ def test_loading_a_lean_model_imports_no_scikit_learn_scipy_or_skops(model_dir: 
     assert kind == "LeanModel"
     for heavy in ("sklearn", "scipy", "skops", "joblib"):
         assert f"'{heavy}'" not in modules, heavy
+
+
+def test_verify_checks_the_skops_artifact_against_the_lean_export(
+    copy_dir: Path, tmp_path: Path
+) -> None:
+    """A worker serving the arrays never parses the skops file; `falcon model verify` does,
+    and refuses a directory whose two files are different models (hashes made consistent)."""
+    assert isinstance(verify_model(copy_dir), LeanModel)
+    other = tmp_path / "other"
+    corpus = load_corpus(default_corpus_path())
+    pipe = _variant().fit(list(corpus.texts), list(corpus.labels))
+    save_model(pipe, other, name="sentiment", version="x", labels=pipe.classes_, metrics={},
+               data_hash=None, lean=False)  # fmt: skip
+    swapped = read_metadata(other)
+    (copy_dir / read_metadata(copy_dir).artifact).unlink()
+    (copy_dir / swapped.artifact).write_bytes((other / swapped.artifact).read_bytes())
+    _rewrite_metadata(copy_dir, lambda raw: raw.update(artifact=swapped.artifact,
+                                                       sha256=swapped.sha256))  # fmt: skip
+    assert isinstance(load_model(copy_dir), LeanModel)  # the worker's checks all pass
+    with pytest.raises(ModelIntegrityError, match="disagree on the probe texts"):
+        verify_model(copy_dir)

@@ -119,14 +119,21 @@ def info(path: PathOpt = None, json_output: JsonOpt = False) -> None:
 
 @app.command()
 def verify(path: PathOpt = None) -> None:
-    """Load the model as a worker would: sha256, trusted types, a test prediction."""
-    from falcon_platform.model.registry import load_model
+    """Load the model as a worker would (sha256, probes, trusted types, a test prediction),
+    and check that its lean export and its skops artifact agree."""
+    from falcon_platform.model.registry import verify_model
 
     target = path if path is not None else _default_model_path()
-    model = load_model(target)
+    model = verify_model(target)
+    lean = model.metadata.get("lean")
+    served = (
+        f"served with NumPy only from {lean['file']}, probes equal to scikit-learn's"
+        if isinstance(lean, dict)
+        else "served through skops and scikit-learn (no lean export)"
+    )
     _stdout().print(
         f"[green]ok[/] {model.name} {model.version} sha256={model.sha256} "
-        f"labels={','.join(model.labels)} ({target})"
+        f"labels={','.join(model.labels)} ({target}); {served}"
     )
 
 

@@ -134,6 +134,29 @@ def load_model(path: Path, *, lean: bool = True) -> ServableModel:
     return load_skops_model(path, metadata, data)
 
 
+def verify_model(path: Path) -> ServableModel:
+    """What ``falcon model verify`` checks: everything a worker checks and, for a directory
+    with a lean export, the skops artifact too (allowed types, loadable, a self-check) and
+    that both give the same probabilities on the probe texts. Returns the model a worker
+    would serve. (A worker does not parse the skops file when it serves the arrays: that
+    would import scikit-learn, which is what the lean export avoids.)"""
+    metadata = read_metadata(path)
+    data = _read_verified(path, metadata.artifact, metadata.sha256)
+    full = load_skops_model(path, metadata, data)
+    if metadata.lean is None:
+        return full
+    lean = load_lean_model(path, metadata)
+    texts = list(metadata.lean.probes.texts)
+    worst = float(np.max(np.abs(lean.predict_proba(texts) - full.predict_proba(texts))))
+    if not worst <= PROBE_TOLERANCE:
+        raise ModelIntegrityError(
+            f"{path / metadata.lean.file} and {path / metadata.artifact} disagree on the probe "
+            f"texts (largest difference {worst:.3g}): they are not the same model. Retrain "
+            f"with `falcon model train --out {path}`."
+        )
+    return lean
+
+
 def _read_verified(path: Path, name: str, sha256: str) -> bytes:
     """The bytes of ``path/name``, refused unless their sha256 is the one recorded."""
     target = path / name
