@@ -3,6 +3,8 @@
     .venv/bin/python bench/ab.py --rounds 3 \\
         before:FALCON_REQUEST_LOG_SHIPPER_NICE=0 after:FALCON_REQUEST_LOG_SHIPPER_NICE=5
     .venv/bin/python bench/ab.py --mode repeated base: nolog:FALCON_LOG_LEVEL=WARNING
+    .venv/bin/python bench/ab.py before:PYTHONPATH=/path/to/other/checkout/src after:
+        # two versions of the code: the server imports falcon_platform from PYTHONPATH first
 
 Each variant is ``name:VAR=value,VAR=value`` (``name:`` for no change). Every round starts each
 variant's server afresh (same pinning and load as ``bench/run.py``: server on core 0, wrk on
@@ -61,7 +63,7 @@ def main() -> None:
             proc = start([*UVICORN, "--port", str(port), "--factory", factory], env,
                          run_home / "falcon.log", f"{base}/readyz")  # fmt: skip
             try:
-                [r] = measure(name, proc, f"{base}/infer", [("infer", args.mode)], args,
+                [r] = measure(name, proc.pid, f"{base}/infer", [("infer", args.mode)], args,
                               f"{base}/metrics")  # fmt: skip
                 metrics = httpx.get(f"{base}/metrics", timeout=5).text
                 lost = metric_total(metrics, "falcon_request_log_rows_lost_total")
@@ -69,7 +71,8 @@ def main() -> None:
                 stop(proc)
             runs[name].append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
                                "cpu_us": r.cpu_us_per_request, "non_2xx": r.non_2xx,
-                               "rows_lost": lost})  # fmt: skip
+                               "rows_lost": lost, "mean_batch": r.mean_batch or 0.0,
+                               "peak_rss_mb": r.peak_rss_mb, "peak_pss_mb": r.peak_pss_mb})  # fmt: skip
     summary = {
         name: {key: statistics.median(run[key] for run in rows) for key in rows[0]}
         for name, rows in runs.items()
@@ -81,7 +84,8 @@ def main() -> None:
     for name, m in summary.items():
         p99s = ", ".join(f"{run['p99_ms']:.1f}" for run in runs[name])
         print(f"{name:<12} {m['rps']:>8.0f} req/s  p99 {m['p99_ms']:5.1f} ms ({p99s})  "
-              f"CPU {m['cpu_us']:.0f} us/req  non-2xx {m['non_2xx']:.0f}  "
+              f"CPU {m['cpu_us']:.0f} us/req  batch {m['mean_batch']:.1f}  peak RSS/PSS "
+              f"{m['peak_rss_mb']:.0f}/{m['peak_pss_mb']:.0f} MB  non-2xx {m['non_2xx']:.0f}  "
               f"rows lost {m['rows_lost']:.0f}")  # fmt: skip
 
 

@@ -7,7 +7,8 @@
 ``summarise`` reads py-spy's collapsed stacks and prints, for the functions that appear in
 the most samples, the share of samples whose stack contains them (inclusive) and the share
 where they are the innermost frame (self), each also as microseconds per request (the share
-times the worker's measured CPU per request). Idle threads are not sampled (py-spy's default).
+times the worker's measured CPU per request). Idle threads are not sampled (py-spy's default)
+and samples of threads waiting in Python (see ``_WAITING``) are left out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ _LINE = re.compile(r" \((?P<file>[^()]*?)(?::\d+)?\)$")
 # nothing about where the time goes, so the summary leaves them out.
 _PLUMBING = ("click/", "runpy", "uvicorn/main.py", "uvicorn/__main__.py", "uvicorn/_compat.py",
              "uvicorn/server.py", "asyncio/runners.py", "threading.py")  # fmt: skip
+# Innermost frames of a thread that waits, not computes: the event loop in epoll (uvloop's
+# loop is C, so its innermost Python frame is the runner), the shipper and log threads
+# between flushes, psycopg waiting for the server. Their samples are left out of the shares.
+_WAITING = ("Runner.run (asyncio/runners.py)", "Condition.wait (threading.py)",
+            "Event.wait (threading.py)", "Connection.wait (psycopg/connection.py)")  # fmt: skip
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
@@ -61,13 +67,16 @@ def _short(frame: str) -> str:
 def summarise(raw: Path, us_per_request: float, top: int = 25) -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
+    total = waiting = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
         frames = [_short(f) for f in stack.split(";")]
+        if frames[-1] in _WAITING:
+            waiting += n
+            continue
         total += n
         own[frames[-1]] += n
         for frame in set(frames):
@@ -75,8 +84,9 @@ def summarise(raw: Path, us_per_request: float, top: int = 25) -> str:
                 inclusive[frame] += n
     if not total:
         return f"{raw}: no samples"
-    lines = [f"{raw.name}: {total} samples; share of samples (and us per request at "
-             f"{us_per_request:.0f} us CPU/request)", "  inclusive:"]  # fmt: skip
+    lines = [f"{raw.name}: {total} busy samples ({waiting} waiting ones left out); share of "
+             f"busy samples (and us per request at {us_per_request:.0f} us CPU/request)",
+             "  inclusive:"]  # fmt: skip
     for frame, n in inclusive.most_common(top):
         lines.append(f"    {n / total:6.1%} {n / total * us_per_request:6.1f} us  {frame}")
     lines.append("  self:")

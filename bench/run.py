@@ -163,7 +163,7 @@ def measure(
         wrk(url, kind, mode, args.warmup, args.connections, keys)
         before, cpu0 = counters(metrics_url), cpu_seconds(pid)
         profile = None
-        if args.profile is not None and metrics_url is not None:
+        if getattr(args, "profile", None) is not None and metrics_url is not None:
             slug = re.sub(r"[^a-z0-9]+", "-", f"{name} {mode}".lower()).strip("-")
             profile = Profiler(pid, args.duration - 1, args.profile / f"{slug}.txt")
         with MemorySampler([pid]) as memory, profile or contextlib.nullcontext():
