@@ -90,6 +90,7 @@ def test_a_serving_worker_imports_no_scikit_learn_scipy_or_skops(
     assert "numpy" in modules
     assert "falcon_platform" in modules
     assert not set(HEAVY) & modules, sorted(set(HEAVY) & modules)
+    assert "psutil" not in modules  # the RSS gauge reads /proc/self/statm (~1 MB less)
     assert mapped == []
     # scikit-learn + SciPy alone cost ~120 MB; the ceiling is 150 MB RSS per worker
     assert rss_kib < 150 * 1024, rss_kib
