@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-import psutil
+from procmem import pss_bytes, rss_bytes
 from run import (  # the sibling script (bench/ is on sys.path)
     UVICORN,
     free_port,
@@ -42,6 +42,7 @@ class Slice:
     requests: int
     non_2xx: int
     rss_mb: float
+    pss_mb: float
     rows_pending: float
     rows_lost: float
     cache_entries: int
@@ -80,7 +81,8 @@ def main() -> None:
                 p99_ms=data["p99_ms"],
                 requests=int(data["requests"]),
                 non_2xx=int(data["non_2xx"]),
-                rss_mb=psutil.Process(proc.pid).memory_info().rss / 2**20,
+                rss_mb=rss_bytes(proc.pid) / 2**20,
+                pss_mb=pss_bytes(proc.pid) / 2**20,
                 rows_pending=metric_total(text, "falcon_request_log_rows_pending"),
                 rows_lost=metric_total(text, "falcon_request_log_rows_lost_total"),
                 cache_entries=httpx.get(f"{base}/readyz", timeout=5).json()["dependencies"][
@@ -90,7 +92,7 @@ def main() -> None:
             slices.append(s)
             if not args.json:
                 print(f"{s.minute:6.2f} min  {s.rps:7.0f} req/s  p99 {s.p99_ms:6.1f} ms  "
-                      f"RSS {s.rss_mb:6.1f} MB  pending rows {s.rows_pending:6.0f}  "
+                      f"RSS {s.rss_mb:6.1f} MB  PSS {s.pss_mb:6.1f} MB  pending rows {s.rows_pending:6.0f}  "
                       f"lost {s.rows_lost:.0f}  cache {s.cache_entries}  non-2xx {s.non_2xx}",
                       flush=True)  # fmt: skip
         time.sleep(0.5)  # replies still in flight when wrk stopped
@@ -116,6 +118,7 @@ def main() -> None:
         "rows_lost": slices[-1].rows_lost if slices else 0.0,
         "rss_mb_first": round(slices[0].rss_mb, 1) if slices else 0.0,
         "rss_mb_last": round(slices[-1].rss_mb, 1) if slices else 0.0,
+        "pss_mb_last": round(slices[-1].pss_mb, 1) if slices else 0.0,
         "rss_mb_per_min_second_half": round(slope, 2),
         "ok": rows == answered and all(s.rows_lost == 0 for s in slices),
     }
