@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import struct
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -67,14 +68,107 @@ async def test_infer_returns_the_original_falcon_fields(client: httpx.AsyncClien
     assert body["idempotency_hit"] is False
 
 
-async def test_request_id_is_honoured_when_valid_and_replaced_when_not(
+async def test_client_request_id_is_echoed_and_logged_beside_the_servers_own(
+    client: httpx.AsyncClient, stores: FakeStores
+) -> None:
+    """The body's request_id (the log's key) is always the server's; X-Request-ID is echoed."""
+    ok = await client.post("/infer", json={"text": "fine"}, headers={"x-request-id": "abc-123"})
+    plain = await client.post("/infer", json={"text": "fine"})
+    assert ok.headers["x-request-id"] == "abc-123"
+    assert ok.json()["request_id"] != "abc-123"
+    assert len(ok.json()["request_id"]) == 32
+    assert plain.headers["x-request-id"] == plain.json()["request_id"]
+    rows = stores.request_log.rows
+    assert [(r.request_id, r.client_request_id) for r in rows] == [
+        (ok.json()["request_id"], "abc-123"),
+        (plain.json()["request_id"], None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        [("x-request-id", "a b")],
+        [("x-request-id", "a" * 129)],
+        [("x-request-id", "")],
+        [("x-request-id", "one"), ("x-request-id", "two")],
+    ],
+    ids=["space", "129-chars", "empty", "two-values"],
+)
+@pytest.mark.parametrize("path", ["/infer", "/healthz"])
+async def test_invalid_client_request_id_is_refused_with_the_rule(
+    client: httpx.AsyncClient, stores: FakeStores, sent: list[tuple[str, str]], path: str
+) -> None:
+    if path == "/infer":
+        resp = await client.post(path, json={"text": "fine"}, headers=sent)
+    else:
+        resp = await client.get(path, headers=sent)
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["error"] == "malformed_request"
+    assert "1 to 128 characters of A-Z a-z 0-9 . _ : -" in body["detail"]
+    assert resp.headers["x-request-id"] == body["request_id"]
+    if path == "/infer":  # an inference request is logged, 400 and all
+        assert [(r.status_code, r.client_request_id) for r in stores.request_log.rows] == [
+            (400, None)
+        ]
+
+
+async def test_duplicate_and_predicted_client_ids_still_get_one_row_each(
+    client: httpx.AsyncClient, stores: FakeStores
+) -> None:
+    """Three requests with one X-Request-ID, then requests naming earlier server ids: every
+    2xx has its own row under its own key (the old design kept one row of the three)."""
+    same = [
+        await client.post("/infer", json={"text": f"t{i}"}, headers={"x-request-id": "dup"})
+        for i in range(3)
+    ]
+    taken = [r.json()["request_id"] for r in same]
+    stolen = [
+        await client.post("/infer", json={"text": "x"}, headers={"x-request-id": rid})
+        for rid in taken
+    ]
+    answers = [r.json()["request_id"] for r in same + stolen]
+    assert all(r.status_code == 200 for r in same + stolen)
+    assert len(set(answers)) == 6
+    assert sorted(r.request_id for r in stores.request_log.rows) == sorted(answers)
+
+
+async def test_idempotency_keys_are_scoped_to_the_client(
+    client: httpx.AsyncClient, stores: FakeStores
+) -> None:
+    """Another client's key never replays (or reveals) the first client's answer."""
+    alice = {"Idempotency-Key": "order-1", "Authorization": "Bearer alice"}
+    mallory = {"Idempotency-Key": "order-1", "Authorization": "Bearer mallory"}
+    first = await client.post("/infer", json={"text": "pay me"}, headers=alice)
+    other = await client.post("/infer", json={"text": "pay me"}, headers=mallory)
+    clash = await client.post("/infer", json={"text": "something else"}, headers=mallory)
+    again = await client.post("/infer", json={"text": "pay me"}, headers=alice)
+    assert first.json()["idempotency_hit"] is False
+    assert other.json()["idempotency_hit"] is False  # a fresh answer, not alice's
+    assert clash.status_code == 422  # mallory's own key, reused for another body
+    assert again.json()["idempotency_hit"] is True  # alice's stored answer
+
+
+async def test_idempotency_conflict_does_not_say_when_the_key_was_used(
     client: httpx.AsyncClient,
 ) -> None:
-    ok = await client.post("/infer", json={"text": "fine"}, headers={"x-request-id": "abc-123"})
-    assert ok.headers["x-request-id"] == ok.json()["request_id"] == "abc-123"
-    bad = await client.post("/infer", json={"text": "fine"}, headers={"x-request-id": "a b\x01"})
-    assert bad.json()["request_id"] == bad.headers["x-request-id"] != "a b\x01"
-    assert len(bad.json()["request_id"]) == 32
+    h = {"Idempotency-Key": "k-9"}
+    await client.post("/infer", json={"text": "one"}, headers=h)
+    clash = await client.post("/infer", json={"text": "two"}, headers=h)
+    assert clash.status_code == 422
+    assert not re.search(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}", clash.json()["detail"])
+
+
+async def test_both_idempotency_headers_with_different_keys_are_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    same = {"Idempotency-Key": "k-1", "X-Idempotency-Key": "k-1"}
+    differ = {"Idempotency-Key": "k-1", "X-Idempotency-Key": "k-2"}
+    assert (await client.post("/infer", json={"text": "a"}, headers=same)).status_code == 200
+    resp = await client.post("/infer", json={"text": "a"}, headers=differ)
+    assert resp.status_code == 400
+    assert "different keys" in resp.json()["detail"]
 
 
 async def test_second_identical_text_is_a_cache_hit(client: httpx.AsyncClient) -> None:
@@ -305,6 +399,46 @@ async def test_config_fingerprint_and_docs_are_served(client: httpx.AsyncClient)
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_docs_page_loads_nothing_from_another_host(client: httpx.AsyncClient) -> None:
+    """Swagger UI's assets come from the package: /docs works on a machine without internet."""
+    page = (await client.get("/docs")).text
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page, re.IGNORECASE), page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(assets) >= 3  # the script, the stylesheet, the icon
+    for url in assets:
+        resp = await client.get(url)
+        assert resp.status_code == 200, url
+        assert len(resp.content) > 100
+    assert "/openapi.json" in page
+    assert "validatorUrl" in page  # no badge fetched from swagger.io
+
+
+async def test_public_readiness_shows_no_paths_and_admin_readiness_does(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    public = (await client.get("/readyz")).json()
+    for store in public["dependencies"].values():
+        assert set(store) == {"backend", "state"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_admin_app(app)), base_url="http://admin"
+    ) as admin:
+        private = (await admin.get("/readyz")).json()
+    assert all("details" in store for store in private["dependencies"].values())
+
+
+async def test_metrics_can_be_kept_off_the_public_port(tmp_path: Path) -> None:
+    app = create_app(settings_for(tmp_path), model=tiny_model(), stores=fake_stores(),
+                     public_metrics=False)  # fmt: skip
+    async with app.router.lifespan_context(app), await _client(app) as client:
+        resp = await client.get("/metrics")
+        assert resp.status_code == 404
+        assert "control API" in resp.json()["detail"]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_admin_app(app)), base_url="http://admin"
+        ) as admin:
+            assert names.REQUESTS in (await admin.get("/metrics")).text
 
 
 class _GatedModel:

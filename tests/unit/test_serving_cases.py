@@ -102,7 +102,7 @@ CASES: list[Case] = [
     Case("v2-shape-mismatch", V2, _v2(shape=[2]), 400, "malformed_request"),
     Case("v2-bad-shape", V2, _v2(shape=[1, 2], data=["a", "b"]), 400, "malformed_request"),
     Case("v2-number-data", V2, _v2(data=[1]), 400, "malformed_request"),
-    Case("v2-blank-text", V2, _v2(data=[" "]), 400, "malformed_request"),
+    Case("v2-blank-text", V2, _v2(data=[" "]), 422, "invalid_input"),
     Case(
         "v2-no-data",
         V2,

@@ -48,12 +48,17 @@ async def test_one_json_line_per_request_with_the_fields_an_sre_needs(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://f") as client:
-            await client.post("/infer", json={"text": "fine"}, headers={"x-request-id": "log-1"})
-            await client.post("/infer", json={"text": ""}, headers={"x-request-id": "log-2"})
+            ok = await client.post(
+                "/infer", json={"text": "fine"}, headers={"x-request-id": "log-1"}
+            )
+            bad = await client.post("/infer", json={"text": ""}, headers={"x-request-id": "log-2"})
     _flush()
     lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
     access = [line for line in lines if line["logger"] == "falcon.access"]
-    assert [a["request_id"] for a in access] == ["log-1", "log-2"]
+    assert [(a["request_id"], a["client_request_id"]) for a in access] == [
+        (ok.json()["request_id"], "log-1"),
+        (bad.json()["request_id"], "log-2"),
+    ]
     first, second = access
     assert first["level"] == "info"
     assert first["ts"].endswith("Z")

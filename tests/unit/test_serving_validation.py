@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import re
 import struct
+import time
 import tracemalloc
 
 import orjson
@@ -11,7 +15,7 @@ import pytest
 
 from falcon_platform import errors
 from falcon_platform.serving.body import BodyReader, BodyTimeoutError
-from falcon_platform.serving.errors import error_response, resolve_request_id
+from falcon_platform.serving.errors import check_client_request_id, error_response, new_request_id
 from falcon_platform.serving.inference import client_id
 from falcon_platform.serving.predictor import cache_key, decode_row, encode_row, text_hash
 from falcon_platform.serving.v2 import V2Request, parse_v2_infer, render_v2_response
@@ -81,13 +85,49 @@ def test_declared_length_over_limit_is_refused_before_reading() -> None:
         check_content_length("-1", 1024)
 
 
-def test_request_ids() -> None:
-    assert resolve_request_id("01HZX-abc.def:1") == "01HZX-abc.def:1"
-    for bad in (None, "", "a" * 129, "has space", "-leading-dash", "ü"):
-        generated = resolve_request_id(bad)
-        assert len(generated) == 32
-        assert generated != bad
-    assert resolve_request_id(None) != resolve_request_id(None)
+def test_client_request_ids_follow_the_rule_or_are_refused() -> None:
+    """X-Request-ID: 1-128 of [A-Za-z0-9._:-], starting alphanumeric; anything else is a 400."""
+    for good in ("01HZX-abc.def:1", "a", "a" * 128, "7f9c_x"):
+        assert check_client_request_id(good) == good
+    for bad in ("", "a" * 129, "has space", "-leading-dash", "ü", "a\tb"):
+        with pytest.raises(errors.MalformedRequestError, match="1 to 128 characters"):
+            check_client_request_id(bad)
+
+
+def test_server_request_ids_are_unique_time_ordered_and_not_a_counter() -> None:
+    """32 hex: 12 of epoch milliseconds, then 80 random bits; no shared prefix to predict."""
+    before = int(time.time() * 1000)
+    ids = [new_request_id() for _ in range(5000)]
+    after = int(time.time() * 1000)
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert all(before <= int(i[:12], 16) <= after for i in ids)
+    randoms = [i[12:] for i in ids]
+    # A counter (the old ids) keeps most digits fixed between neighbours; random ones do not.
+    shared = [
+        next((k for k, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), len(a))
+        for a, b in itertools.pairwise(randoms)
+    ]
+    assert max(shared) < 8  # P(8+ equal leading hex digits) ~ 5000 / 16**8
+    for position in range(20):  # every digit takes (almost) every value
+        assert len({r[position] for r in randoms}) == 16
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    new_request_id()  # the parent has a buffer of random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, "".join(new_request_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode()
+    os.close(read)
+    parent = [new_request_id() for _ in range(10)]
+    child_ids = [child[i : i + 32] for i in range(0, len(child), 32)]
+    assert len(child_ids) == 10
+    assert not {c[12:] for c in child_ids} & {p[12:] for p in parent}
 
 
 @pytest.mark.parametrize(
@@ -135,18 +175,18 @@ def test_client_id_prefers_the_credential_and_hides_it() -> None:
 def test_v2_binary_bytes_tensor_is_decoded() -> None:
     texts = [b"one", "tw\u00f6".encode()]
     blob = b"".join(struct.pack("<I", len(t)) + t for t in texts)
-    head = orjson.dumps({"inputs": [{"name": "t", "shape": [2], "datatype": "BYTES",
+    head = orjson.dumps({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
                                      "parameters": {"binary_data_size": len(blob)}}]})  # fmt: skip
-    req = parse_v2_infer(head + blob, str(len(head)), max_chars=10, max_items=4)
+    req = parse_v2_infer(head + blob, str(len(head)), max_chars=10, max_items=4, model_name="m")
     assert req.texts == ["one", "tw\u00f6"]
 
 
 def test_v2_truncated_binary_is_malformed() -> None:
     blob = struct.pack("<I", 10) + b"abc"
-    head = orjson.dumps({"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES",
+    head = orjson.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
                                      "parameters": {"binary_data_size": len(blob)}}]})  # fmt: skip
     with pytest.raises(errors.MalformedRequestError, match="runs past the end"):
-        parse_v2_infer(head + blob, str(len(head)), max_chars=10, max_items=4)
+        parse_v2_infer(head + blob, str(len(head)), max_chars=10, max_items=4, model_name="m")
 
 
 def test_v2_render_json_and_selected_outputs() -> None:
@@ -257,7 +297,7 @@ def test_v2_quick_reading_and_the_schema_reading_agree(raw: bytes) -> None:
 
     def outcome(header_length: str | None) -> object:
         try:
-            return parse_v2_infer(raw, header_length, max_chars=10, max_items=4)
+            return parse_v2_infer(raw, header_length, max_chars=10, max_items=4, model_name="m")
         except errors.FalconError as exc:
             return (type(exc), exc.detail)
 

@@ -88,6 +88,24 @@ class Settings(BaseSettings):
     # connection and a task forever (uvicorn has no body-read timeout of its own).
     body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
+    # --- connections on the public port (per worker; uvicorn has none of these limits) ---------
+    # A request head (request line + headers) must arrive within this of connecting, or of the
+    # first byte of a later request on a kept-alive connection: 408 (partial head) or closed.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    # An idle kept-alive connection is closed after this.
+    keepalive_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    # Request head over this many bytes, or with more header fields: 431, before buffering it.
+    max_header_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+    max_header_count: int = Field(default=100, ge=8, le=10_000)
+    # Open connections per worker; beyond it the least recently useful idle one is closed, or
+    # (every connection busy) the new one gets 503. Also bounded by the descriptor limit less
+    # FALCON_FD_RESERVE, kept free for the admin socket, request log, database and Redis.
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    fd_reserve: int = Field(default=128, ge=16, le=100_000)
+    # GET /metrics on the public port: "auto" = only for a worker without a supervisor (a pod,
+    # where Prometheus scrapes it); under `falcon up` the control port serves every worker's.
+    public_metrics: Literal["auto", "on", "off"] = "auto"
+
     # --- micro-batcher ----------------------------------------------------------------------
     batch_max_size: int = Field(default=64, ge=1, le=4096)
     batch_max_wait_ms: float = Field(default=2.0, ge=0, le=1000)

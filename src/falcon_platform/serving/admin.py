@@ -27,8 +27,8 @@ def health_response(state: ServingState) -> Response:
     return json_response(200, {"status": "ok", "worker_id": s.worker_id, "release": s.release})
 
 
-def readiness_response(state: ServingState) -> Response:
-    status, body = state.readiness()
+def readiness_response(state: ServingState, *, details: bool = False) -> Response:
+    status, body = state.readiness(details=details)
     return json_response(status, body)
 
 
@@ -50,7 +50,7 @@ def create_admin_app(state_or_app: ServingState | Starlette) -> ASGIApp:
         return health_response(state)
 
     async def readyz(request: Request) -> Response:
-        return readiness_response(state)
+        return readiness_response(state, details=True)
 
     async def metrics(request: Request) -> Response:
         return metrics_response(state)

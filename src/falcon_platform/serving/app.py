@@ -60,8 +60,11 @@ WARMUP_TEXTS = ("great screen but the battery died", "not bad at all", "the orde
 
 DESCRIPTION = """Falcon's inference API. Every error is JSON
 `{"error": code, "detail": what is wrong and how to fix it, "request_id": ...}`.
-Send `X-Request-ID` to choose the request id (returned as a header and in the body),
-`Idempotency-Key` to make retries safe."""
+`request_id` is the server's id of the request (the request-log key); an `X-Request-ID` you
+send is checked, logged beside it and echoed back as a header. `Idempotency-Key` makes
+retries safe (keys are scoped to the client)."""
+
+DOCS_STATIC = "/docs/static"
 
 
 def _request_id(request: Request) -> str:
@@ -138,6 +141,27 @@ def _install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) from the assets of the ``swagger-ui-bundle`` package: it works
+    on a machine without internet, and the page loads nothing from elsewhere."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    async def docs(request: Request) -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        )
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+    app.mount(DOCS_STATIC, StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
 
 
 def _chain_drain_on_signals(state: ServingState) -> None:
@@ -267,6 +291,7 @@ def create_app(
     stores: StoresLike | None = None,
     faults: FaultInjector | None = None,
     drain_on_signal: bool = False,
+    public_metrics: bool = True,
 ) -> FastAPI:
     """Build the public app. ``drain_on_signal`` chains SIGTERM/SIGINT to ``begin_drain``
     (for a plain ``uvicorn --factory`` run; ``falcon worker`` calls ``begin_drain`` itself)."""
@@ -282,6 +307,7 @@ def create_app(
         faults=faults if faults is not None else FaultInjector(),
         model=model,
         stores=stores,
+        public_metrics=public_metrics,
     )
     service = InferenceService(state)
 
@@ -301,6 +327,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package by _install_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.falcon = state
     app.state.falcon_service = service
@@ -309,5 +337,6 @@ def create_app(
     app.include_router(routes.ops)
     _install_error_handlers(app)
     _install_openapi(app)
+    _install_docs(app)
     app.fast_path = FastPath(service, enabled=settings.fast_path)
     return app

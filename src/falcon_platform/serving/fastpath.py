@@ -7,7 +7,8 @@ are answered here, by the same :class:`InferenceService` the FastAPI routes
 call — identical rules and bodies; the routes stay declared in FastAPI so they
 are in the OpenAPI document and serve when the fast path is off
 (``FALCON_FAST_PATH=false``). Every other request passes through to FastAPI,
-with the request id resolved once and echoed as ``X-Request-ID``.
+with a server request id (``request_id`` in error bodies) and the client's ``X-Request-ID``
+checked (400 if it breaks the rule) and echoed, or the server's id when none was sent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from falcon_platform.serving.errors import REQUEST_ID_KEY, RawResponse, resolve_request_id
+from falcon_platform.errors import FalconError
+from falcon_platform.serving.errors import (
+    REQUEST_ID_KEY,
+    RawResponse,
+    client_request_id,
+    error_response,
+    new_request_id,
+)
 from falcon_platform.serving.inference import BATCH, INFER, V2_INFER, InferenceService
 
 _V2_INFER_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -57,29 +65,33 @@ class FastPath:
         self.enabled = enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
-        if self.enabled and scope["method"] == "POST":
+        inference = False
+        if scope["method"] == "POST":
             path = scope["path"]
             endpoint = _FAST.get(path)
-            if endpoint is not None:
-                resp = await self.service.handle(endpoint, scope, receive)
+            v2 = match_v2_infer(path) if endpoint is None and path.startswith("/v2/") else None
+            inference = endpoint is not None or v2 is not None
+            if inference and self.enabled:
+                if endpoint is not None:
+                    resp = await self.service.handle(endpoint, scope, receive)
+                else:
+                    assert v2 is not None
+                    resp = await self.service.handle(
+                        V2_INFER, scope, receive, model_name=v2[0], model_version=v2[1]
+                    )
                 if resp is not None:
                     await send_raw(send, resp)
                 return
-            v2 = match_v2_infer(path) if path.startswith("/v2/") else None
-            if v2 is not None:
-                resp = await self.service.handle(
-                    V2_INFER, scope, receive, model_name=v2[0], model_version=v2[1]
-                )
-                if resp is not None:
-                    await send_raw(send, resp)
-                return
-        sent = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                sent = value.decode("latin-1")
-        request_id = resolve_request_id(sent)
+        request_id = new_request_id()
+        try:  # inference routes check it in InferenceService.handle, which logs the 400
+            sent = None if inference else client_request_id(scope["headers"])
+        except FalconError as exc:  # a bad X-Request-ID is refused on every route
+            resp = error_response(exc, request_id)
+            resp.headers.append((b"x-request-id", request_id.encode()))
+            await send_raw(send, resp)
+            return
         scope[REQUEST_ID_KEY] = request_id
-        id_header = (b"x-request-id", request_id.encode())
+        id_header = (b"x-request-id", (sent or request_id).encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -23,20 +23,28 @@ from starlette.types import Receive, Scope
 from falcon_platform.errors import (
     DependencyError,
     FalconError,
+    MalformedRequestError,
     OverloadedError,
 )
 from falcon_platform.observability.logging import log_access
 from falcon_platform.serving.body import BodyReader, ClientDisconnectedError
 from falcon_platform.serving.errors import (
     REQUEST_ID_KEY,
+    REQUEST_ID_RULE,
     RawResponse,
+    check_client_request_id,
     error_response,
-    resolve_request_id,
+    new_request_id,
 )
 from falcon_platform.serving.idempotency import IdempotencyKeys
-from falcon_platform.serving.predictor import Predictor, text_hash
+from falcon_platform.serving.predictor import Prediction, Predictor, text_hash
 from falcon_platform.serving.state import ServingState
-from falcon_platform.serving.v2 import check_served, parse_v2_infer, render_v2_response
+from falcon_platform.serving.v2 import (
+    V2Request,
+    check_served,
+    parse_v2_infer,
+    render_v2_response,
+)
 from falcon_platform.serving.validation import (
     check_content_length,
     check_content_type,
@@ -51,17 +59,16 @@ V2_INFER = "/v2/infer"
 
 log = logging.getLogger("falcon.serving")
 
-Prediction = dict[str, Any]
-
 
 @dataclass(slots=True)
 class _Headers:
     content_type: str | None = None
     content_length: str | None = None
-    request_id: str | None = None
+    request_id: str | None = None  # the client's X-Request-ID, unchecked
     idempotency_key: str | None = None
     credential: bytes | None = None
     v2_header_length: str | None = None
+    problem: str | None = None  # a header sent twice with different values
 
 
 def _read_headers(scope: Scope) -> _Headers:
@@ -72,9 +79,18 @@ def _read_headers(scope: Scope) -> _Headers:
         elif name == b"content-length":
             h.content_length = value.decode("latin-1")
         elif name == b"x-request-id":
-            h.request_id = value.decode("latin-1")
+            text = value.decode("latin-1")
+            if h.request_id is not None and text != h.request_id:
+                h.problem = f"{REQUEST_ID_RULE}; got two different values"
+            h.request_id = text
         elif name in (b"idempotency-key", b"x-idempotency-key"):
-            h.idempotency_key = value.decode("latin-1")
+            text = value.decode("latin-1")
+            if h.idempotency_key is not None and text != h.idempotency_key:
+                h.problem = (
+                    "Idempotency-Key and X-Idempotency-Key (or two of either) carry different "
+                    "keys; send one key, in one header"
+                )
+            h.idempotency_key = text
         elif name in (b"authorization", b"x-api-key"):
             h.credential = value
         elif name == b"inference-header-content-length":
@@ -88,8 +104,10 @@ def _client_hash(source: bytes) -> str:
 
 
 def client_id(credential: bytes | None, client: tuple[str, int] | None) -> str:
-    """Truncated sha256 of the API key / Authorization value, else of the client address
-    (memoised: a server sees the same few clients over and over)."""
+    """Who sent a request: truncated sha256 of the API key / Authorization value, else of the
+    client address (memoised: a server sees the same few clients over and over).
+
+    The request log's ``client_id`` column and the scope of idempotency keys."""
     source = credential if credential is not None else (client[0] if client else "-").encode()
     return _client_hash(source)
 
@@ -110,6 +128,16 @@ class _Outcome:
 
     def elapsed_ms(self) -> float:
         return round((time.perf_counter() - self.started) * 1000, 3)
+
+
+@dataclass(slots=True)
+class _Inputs:
+    """A validated request: its texts, and what idempotency and the response need."""
+
+    texts: list[str]
+    single: bool  # one text, answered in /infer's shape (or a one-text v2 request)
+    idempotent: bool  # the endpoint honours Idempotency-Key
+    v2: V2Request | None = None
 
 
 class InferenceService:
@@ -136,19 +164,21 @@ class InferenceService:
         state, metrics = self.state, self.state.metrics
         started, arrived = time.perf_counter(), time.time()
         headers = _read_headers(scope)
-        request_id = scope.get(REQUEST_ID_KEY) or resolve_request_id(headers.request_id)
+        request_id = scope.get(REQUEST_ID_KEY) or new_request_id()
+        client = client_id(headers.credential, scope.get("client"))
+        sent_id: str | None = None
         out = _Outcome(
             model_version=state.model.version if state.model is not None else "", started=started
         )
         error_type: str | None = None
         metrics.inflight_requests += 1
         try:
-            if endpoint == INFER:
-                resp = await self._infer(receive, headers, request_id, out)
-            elif endpoint == BATCH:
-                resp = await self._batch(receive, headers, request_id, out)
-            else:
-                resp = await self._v2(receive, headers, out, model_name or "", model_version)
+            if headers.problem is not None:
+                raise MalformedRequestError(headers.problem)
+            sent_id = check_client_request_id(headers.request_id)
+            resp = await self._serve(
+                endpoint, receive, headers, request_id, client, out, model_name, model_version
+            )
         except FalconError as exc:
             resp, error_type = error_response(exc, request_id), exc.code
         except ClientDisconnectedError:
@@ -161,9 +191,9 @@ class InferenceService:
             metrics.inflight_requests -= 1
         latency = time.perf_counter() - started
         resp, error_type = self._log_row(
-            endpoint, request_id, arrived, latency, resp, error_type, out, scope, headers
+            endpoint, request_id, sent_id, client, arrived, latency, resp, error_type, out
         )
-        resp.headers.append((b"x-request-id", request_id.encode()))
+        resp.headers.append((b"x-request-id", (sent_id or request_id).encode()))
         stores = state.stores
         if stores is not None and (degraded := stores.degraded()):
             resp.headers.append((b"falcon-degraded", ",".join(sorted(degraded)).encode()))
@@ -174,7 +204,8 @@ class InferenceService:
         if error_type is not None:
             metrics.observe_error(error_type)
         log_access({
-            "request_id": request_id, "worker": self.settings.worker_id,
+            "request_id": request_id, "client_request_id": sent_id,
+            "worker": self.settings.worker_id,
             "release": self.settings.release, "model_version": out.model_version,
             "endpoint": endpoint, "status": resp.status,
             "latency_ms": round(latency * 1000, 3), "cache": out.cache,
@@ -186,13 +217,13 @@ class InferenceService:
         self,
         endpoint: str,
         request_id: str,
+        sent_id: str | None,
+        client: str,
         arrived: float,
         latency: float,
         resp: RawResponse,
         error_type: str | None,
         out: _Outcome,
-        scope: Scope,
-        headers: _Headers,
     ) -> tuple[RawResponse, str | None]:
         """Append the request-log row before the response goes out; refuse if it cannot."""
         stores = self.state.stores
@@ -214,8 +245,9 @@ class InferenceService:
             confidence=out.confidence,
             cache_hit=out.cache == "hit",
             idempotency_hit=out.idempotency_hit,
-            client_id=client_id(headers.credential, scope.get("client")),
+            client_id=client,
             error_type=error_type,
+            client_request_id=sent_id,
         )
         try:
             stores.request_log.append(record)
@@ -227,112 +259,122 @@ class InferenceService:
             return error_response(err, request_id), err.code
         return resp, error_type
 
-    # --- endpoints ---------------------------------------------------------------------------
+    # --- the one path: read → validate → idempotency → inference → response --------------------
+    async def _serve(
+        self,
+        endpoint: str,
+        receive: Receive,
+        headers: _Headers,
+        request_id: str,
+        client: str,
+        out: _Outcome,
+        model_name: str | None,
+        model_version: str | None,
+    ) -> RawResponse:
+        if endpoint == V2_INFER:  # an unknown model is a 404 before the body is read
+            check_served(self.predictor.ready_model()[0], model_name or "", model_version)
+        raw = await self._read(receive, headers, allow_missing=endpoint == V2_INFER)
+        inputs = self._parse(endpoint, raw, headers, model_name, model_version)
+        texts = inputs.texts
+        if inputs.single:
+            out.input_hash, out.input_length = text_hash(texts[0]), len(texts[0])
+            if self.settings.log_inputs:
+                out.input_text = texts[0]
+            hashes = [out.input_hash]
+        else:
+            hashes = [text_hash(t) for t in texts]
+            out.input_hash = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+            out.input_length = sum(len(t) for t in texts)
+        key = headers.idempotency_key if inputs.idempotent else None
+        body_hash = ""
+        if key is not None:
+            body_hash = hashlib.sha256(f"{endpoint}\n{out.input_hash}".encode()).hexdigest()
+            replay = await self.keys.lookup(client, key, body_hash, request_id)
+            if replay is not None:
+                return self._replayed(replay, out)
+        faults = self.state.faults
+        if faults.active:
+            await faults.on_request()
+        if inputs.single:
+            pred, hit = await self.predictor.one(texts[0], hashes[0])
+            preds = [(pred, hit)]
+            out.prediction, out.confidence = pred["prediction"], pred["confidence"]
+        else:
+            preds = await self.predictor.many(texts, hashes)
+        out.cache = "hit" if all(hit for _, hit in preds) else "miss"
+        if inputs.v2 is not None:
+            return self._v2_response(inputs.v2, preds)
+        body = self._body(endpoint, preds, request_id, out)
+        if key is not None:
+            replay = await self.keys.remember(client, key, body_hash, body, request_id)
+            if replay is not None:
+                return self._replayed(replay, out)
+        return RawResponse(200, body)
+
     async def _read(self, receive: Receive, headers: _Headers, *, allow_missing: bool) -> bytes:
         limit = self.settings.max_body_bytes
         check_content_type(headers.content_type, allow_missing=allow_missing)
         check_content_length(headers.content_length, limit)
         return await self.body.read(receive)
 
-    async def _infer(
-        self, receive: Receive, headers: _Headers, request_id: str, out: _Outcome
-    ) -> RawResponse:
-        raw = await self._read(receive, headers, allow_missing=False)
-        text = parse_infer(raw, max_chars=self.settings.max_text_chars)
-        out.input_hash, out.input_length = text_hash(text), len(text)
-        if self.settings.log_inputs:
-            out.input_text = text
-        key = headers.idempotency_key
-        body_hash = ""
-        if key is not None:
-            body_hash = hashlib.sha256(f"{INFER}\n{text}".encode()).hexdigest()
-            replay = await self.keys.lookup(key, body_hash, request_id)
-            if replay is not None:
-                return self._replayed(replay, out)
-        await self._before_inference()
-        pred, hit = await self.predictor.one(text, out.input_hash)
-        out.cache = "hit" if hit else "miss"
-        out.prediction, out.confidence = pred["prediction"], pred["confidence"]
-        body = orjson.dumps(
-            {
-                **pred,
-                "model_version": out.model_version,
-                "release": self.settings.release,
-                "worker_id": self.settings.worker_id,
-                "request_id": request_id,
-                "cache_hit": hit,
-                "idempotency_hit": False,
-                "processing_time_ms": out.elapsed_ms(),
-            }
-        )
-        return await self._answer(key, body_hash, body, request_id, out)
-
-    async def _batch(
-        self, receive: Receive, headers: _Headers, request_id: str, out: _Outcome
-    ) -> RawResponse:
-        raw = await self._read(receive, headers, allow_missing=False)
-        texts = parse_batch(
-            raw, max_chars=self.settings.max_text_chars, max_items=self.settings.max_batch_items
-        )
-        hashes = [text_hash(t) for t in texts]
-        out.input_hash = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
-        out.input_length = sum(len(t) for t in texts)
-        key = headers.idempotency_key
-        body_hash = ""
-        if key is not None:
-            body_hash = hashlib.sha256(BATCH.encode() + b"\n" + orjson.dumps(texts)).hexdigest()
-            replay = await self.keys.lookup(key, body_hash, request_id)
-            if replay is not None:
-                return self._replayed(replay, out)
-        await self._before_inference()
-        preds = await self.predictor.many(texts, hashes)
-        out.cache = "hit" if all(hit for _, hit in preds) else "miss"
-        results = [{**pred, "cache_hit": hit} for pred, hit in preds]
-        body = orjson.dumps(
-            {
-                "results": results,
-                "model_version": out.model_version,
-                "release": self.settings.release,
-                "worker_id": self.settings.worker_id,
-                "request_id": request_id,
-                "idempotency_hit": False,
-                "processing_time_ms": out.elapsed_ms(),
-            }
-        )
-        return await self._answer(key, body_hash, body, request_id, out)
-
-    async def _v2(
+    def _parse(
         self,
-        receive: Receive,
+        endpoint: str,
+        raw: bytes,
         headers: _Headers,
-        out: _Outcome,
-        model_name: str,
+        model_name: str | None,
         model_version: str | None,
-    ) -> RawResponse:
-        model, _ = self.predictor.ready_model()
-        check_served(model, model_name, model_version)
-        raw = await self._read(receive, headers, allow_missing=True)
+    ) -> _Inputs:
+        s = self.settings
+        if endpoint == INFER:
+            return _Inputs([parse_infer(raw, max_chars=s.max_text_chars)], True, True)
+        if endpoint == BATCH:
+            texts = parse_batch(raw, max_chars=s.max_text_chars, max_items=s.max_batch_items)
+            return _Inputs(texts, False, True)
+        model = self.predictor.ready_model()[0]
         request = parse_v2_infer(
             raw,
             headers.v2_header_length,
-            max_chars=self.settings.max_text_chars,
-            max_items=self.settings.max_batch_items,
+            max_chars=s.max_text_chars,
+            max_items=s.max_batch_items,
+            model_name=model_name or model.name,
+            model_version=model_version,
         )
-        texts = request.texts
-        if len(texts) == 1:  # most v2 calls: the single-text path, as /infer (profiled)
-            out.input_hash, out.input_length = text_hash(texts[0]), len(texts[0])
-            await self._before_inference()
-            pred, hit = await self.predictor.one(texts[0], out.input_hash)
-            preds = [(pred, hit)]
-            out.cache = "hit" if hit else "miss"
-            out.prediction, out.confidence = pred["prediction"], pred["confidence"]
-        else:
-            hashes = [text_hash(t) for t in texts]
-            out.input_hash = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
-            out.input_length = sum(len(t) for t in texts)
-            await self._before_inference()
-            preds = await self.predictor.many(texts, hashes)
-            out.cache = "hit" if all(hit for _, hit in preds) else "miss"
+        # Most v2 calls carry one text: the single-text path, as /infer (profiled).
+        return _Inputs(request.texts, len(request.texts) == 1, False, request)
+
+    def _body(
+        self, endpoint: str, preds: list[tuple[Prediction, bool]], request_id: str, out: _Outcome
+    ) -> bytes:
+        s = self.settings
+        if endpoint == INFER:
+            pred, hit = preds[0]
+            return orjson.dumps(
+                {
+                    **pred,
+                    "model_version": out.model_version,
+                    "release": s.release,
+                    "worker_id": s.worker_id,
+                    "request_id": request_id,
+                    "cache_hit": hit,
+                    "idempotency_hit": False,
+                    "processing_time_ms": out.elapsed_ms(),
+                }
+            )
+        return orjson.dumps(
+            {
+                "results": [{**pred, "cache_hit": hit} for pred, hit in preds],
+                "model_version": out.model_version,
+                "release": s.release,
+                "worker_id": s.worker_id,
+                "request_id": request_id,
+                "idempotency_hit": False,
+                "processing_time_ms": out.elapsed_ms(),
+            }
+        )
+
+    def _v2_response(self, request: V2Request, preds: list[tuple[Prediction, bool]]) -> RawResponse:
+        model = self.predictor.ready_model()[0]
         labels = self.predictor.labels()
         rows = [[pred["probabilities"][label] for label in labels] for pred, _ in preds]
         body, header_length = render_v2_response(
@@ -351,24 +393,9 @@ class InferenceService:
             content_type=b"application/octet-stream",
         )
 
-    # --- pieces ------------------------------------------------------------------------------
-    async def _before_inference(self) -> None:
-        faults = self.state.faults
-        if faults.active:
-            await faults.on_request()
-
     def _replayed(self, body: dict[str, Any], out: _Outcome) -> RawResponse:
         out.idempotency_hit = True
         out.cache = "none"
         if "prediction" in body:
             out.prediction, out.confidence = body["prediction"], body["confidence"]
         return RawResponse(200, orjson.dumps(body))
-
-    async def _answer(
-        self, key: str | None, body_hash: str, body: bytes, request_id: str, out: _Outcome
-    ) -> RawResponse:
-        if key is not None:
-            replay = await self.keys.remember(key, body_hash, body, request_id)
-            if replay is not None:
-                return self._replayed(replay, out)
-        return RawResponse(200, body)

@@ -101,6 +101,33 @@ class _FaultCollector(Collector):
         yield family
 
 
+class _ConnectionCollector(Collector):
+    """The public port's connections (``worker.connections``), read at scrape time."""
+
+    def __init__(
+        self, worker: str, release: str, open_count: Callable[[], int], closed: Mapping[str, int]
+    ) -> None:
+        self._base = [worker, release]
+        self._open = open_count
+        self._closed = closed
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily(
+            names.CONNECTIONS_OPEN, "Open connections on the public port.", labels=BASE
+        )
+        gauge.add_metric(self._base, self._open())
+        yield gauge
+        family = CounterMetricFamily(
+            names.CONNECTIONS_CLOSED,
+            "Connections Falcon closed or refused, by reason (evicted, refused, header_timeout, "
+            "idle_timeout, headers_too_large, bad_request).",
+            labels=[*BASE, "reason"],
+        )
+        for reason, count in sorted(self._closed.items()):
+            family.add_metric([*self._base, reason], count)
+        yield family
+
+
 class ServingMetrics:
     """Everything one worker exposes on ``/metrics``."""
 
@@ -178,6 +205,9 @@ class ServingMetrics:
 
     def bind_faults(self, active: Callable[[], Mapping[str, float]]) -> None:
         self.registry.register(_FaultCollector(self.worker, self.release, self.profile, active))
+
+    def bind_connections(self, open_count: Callable[[], int], closed: Mapping[str, int]) -> None:
+        self.registry.register(_ConnectionCollector(self.worker, self.release, open_count, closed))
 
     # --- hot path ----------------------------------------------------------------------------
     def observe_request(self, endpoint: str, status: int, cache: str, seconds: float) -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from falcon_platform import __version__
-from falcon_platform.errors import ModelError
+from falcon_platform.errors import ModelError, NotFoundError
 from falcon_platform.model.base import ServableModel
 from falcon_platform.serving.admin import (
     health_response,
@@ -40,12 +40,14 @@ from falcon_platform.serving.state import ServingState
 from falcon_platform.serving.v2 import check_served, model_metadata
 
 _ERRORS = {
-    400: "Malformed request (invalid JSON, not UTF-8, malformed v2 tensor).",
+    400: "Malformed request (invalid JSON, a key sent twice, not UTF-8, a bad X-Request-ID, "
+    "two different idempotency keys, a malformed v2 tensor).",
     404: "Unknown model.",
     408: "The body did not arrive within FALCON_BODY_TIMEOUT_S.",
     413: "Body over FALCON_MAX_BODY_BYTES.",
-    415: "Content-Type is not application/json.",
-    422: "Invalid input (blank or too long text, wrong types, missing or extra fields).",
+    415: "Content-Type is not application/json, or names a charset other than UTF-8.",
+    422: "Invalid input (blank or too long text, too many texts, wrong types, missing or extra "
+    "fields), or an Idempotency-Key reused for a different request.",
     503: "Overloaded (queue full; see Retry-After), not ready, or request log unavailable.",
     504: "No answer from the model within FALCON_INFERENCE_TIMEOUT_MS.",
 }
@@ -126,7 +128,7 @@ _V2_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         "`Inference-Header-Content-Length` bytes followed by the tensors.",
         "content": {"application/octet-stream": {"schema": {"type": "string"}}},
     },
-    **_errors(400, 404, 408, 413, 415, 503, 504),
+    **_errors(400, 404, 408, 413, 415, 422, 503, 504),
 }
 
 
@@ -236,11 +238,17 @@ async def readyz(state: StateDep) -> Response:
 
 @ops.get(
     "/metrics",
-    summary="Prometheus metrics",
+    summary="Prometheus metrics (a lone worker; under `falcon up`, the control API serves them)",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(state: StateDep) -> Response:
+    if not state.public_metrics:
+        raise NotFoundError(
+            "this worker's metrics are not served on the public port: scrape the control API's "
+            "/metrics (FALCON_CONTROL_PORT), which aggregates every worker's, or set "
+            "FALCON_PUBLIC_METRICS=on"
+        )
     return metrics_response(state)
 
 

@@ -139,6 +139,12 @@ class V2InferRequest(BaseModel):
     )
 
     id: str | None = None
+    model_name: str | None = Field(
+        default=None, description="Optional (KServe's client sends it); must match the URL."
+    )
+    model_version: str | None = Field(
+        default=None, description="Optional; must match the URL's version when both are given."
+    )
     parameters: dict[str, Any] | None = None
     inputs: list[V2RequestInput] = Field(min_length=1)
     outputs: list[V2RequestOutput] | None = None

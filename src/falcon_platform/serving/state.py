@@ -56,6 +56,7 @@ class ServingState:
     stores: StoresLike | None = None
     batcher: MicroBatcher | None = None
     phase: Phase = "starting"
+    public_metrics: bool = True  # GET /metrics on the public port
 
     @property
     def ready(self) -> bool:
@@ -65,16 +66,25 @@ class ServingState:
         """Fail readiness now; keep answering what arrives until the server stops."""
         self.phase = "draining"
 
-    def readiness(self) -> tuple[int, dict[str, Any]]:
-        """``/readyz`` status code and body (dependencies listed; degraded ones don't fail it)."""
+    def readiness(self, *, details: bool = False) -> tuple[int, dict[str, Any]]:
+        """``/readyz`` status code and body (dependencies listed; degraded ones don't fail it).
+
+        ``details`` (the private admin socket only: ``falcon status``) adds each store's
+        details; the public port shows backend and state, never paths or database URLs."""
         stores = self.stores
+        dependencies: dict[str, dict[str, Any]] = {}
+        for name, status in stores.status().items() if stores else ():
+            entry = dict(status)
+            if not details:
+                entry.pop("details", None)
+            dependencies[name] = entry
         body: dict[str, Any] = {
             "status": self.phase,
             "ready": self.ready,
             "worker_id": self.settings.worker_id,
             "release": self.settings.release,
             "model_version": self.model.version if self.model is not None else None,
-            "dependencies": {k: dict(v) for k, v in stores.status().items()} if stores else {},
+            "dependencies": dependencies,
             "degraded": sorted(stores.degraded()) if stores else [],
         }
         return (200 if self.ready else 503), body

@@ -6,7 +6,8 @@ extension Triton's clients use by default (a JSON header of
 a 4-byte little-endian length and its bytes)::
 
     >>> req = parse_v2_infer(b'{"inputs": [{"name": "text", "shape": [2], '
-    ...     b'"datatype": "BYTES", "data": ["good", "bad"]}]}', None, max_chars=100, max_items=8)
+    ...     b'"datatype": "BYTES", "data": ["good", "bad"]}]}', None, max_chars=100, max_items=8,
+    ...     model_name="sentiment")
     >>> req.texts
     ['good', 'bad']
 """
@@ -22,10 +23,16 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from falcon_platform.errors import MalformedRequestError, NotFoundError
+from falcon_platform.errors import InvalidInputError, MalformedRequestError, NotFoundError
 from falcon_platform.model.base import ServableModel
 from falcon_platform.serving.schemas import V2InferRequest, V2ModelMetadata, V2TensorMetadata
-from falcon_platform.serving.validation import decode_utf8, describe_validation_error
+from falcon_platform.serving.validation import (
+    check_text,
+    decode_utf8,
+    describe_validation_error,
+    json_invalid_detail,
+    refuse_duplicate_keys,
+)
 
 INPUT_NAME = "text"
 LABEL_OUTPUT = "label"
@@ -103,16 +110,32 @@ def _flatten(data: Sequence[Any]) -> list[Any]:
 
 
 def parse_v2_infer(
-    raw: bytes, header_length: str | None, *, max_chars: int, max_items: int
+    raw: bytes,
+    header_length: str | None,
+    *,
+    max_chars: int,
+    max_items: int,
+    model_name: str,
+    model_version: str | None = None,
 ) -> V2Request:
-    """Body (+ optional binary section) → the texts and which outputs to return how."""
+    """Body (+ optional binary section) → the texts and which outputs to return how.
+
+    ``model_name``/``model_version`` are the URL's; the body may repeat them (KServe's client
+    sends ``model_name``), and must then agree."""
     if header_length is None:
         simple = _simple_request(raw)
         if simple is not None:  # the common form, read without building pydantic models
-            request_id, name, datatype, shape, data = simple
+            body, name, datatype, shape, data = simple
+            flat = _flatten(data)
+            # keys + string values: inputs, id/model_name/model_version (str), 4 tensor keys,
+            # name, datatype, the texts (see refuse_duplicate_keys)
+            strings = 2 * len(body) - 1 + 6 + sum(type(t) is str for t in flat)
+            refuse_duplicate_keys(raw, 2 * strings)
+            _check_model(body.get("model_name"), body.get("model_version"), model_name,
+                         model_version)  # fmt: skip
             _check_tensor(name, datatype, shape)
-            checked = _checked_texts(name, shape, _flatten(data), max_chars, max_items)
-            return V2Request(checked, request_id, OUTPUT_NAMES, _NO_BINARY)
+            checked = _checked_texts(name, shape, flat, max_chars, max_items)
+            return V2Request(checked, body.get("id"), OUTPUT_NAMES, _NO_BINARY)
     head, binary = _split_binary(raw, header_length)
     try:
         req = V2InferRequest.model_validate_json(head)
@@ -120,8 +143,10 @@ def parse_v2_infer(
         for err in exc.errors(include_url=False):
             if err["type"] == "json_invalid":
                 decode_utf8(head)
-                raise _bad(f"the body is not valid JSON ({err['msg']})") from None
+                raise _bad(json_invalid_detail(head, err["msg"])) from None
         raise _bad(describe_validation_error(exc)) from None
+    refuse_duplicate_keys(head, None)
+    _check_model(req.model_name, req.model_version, model_name, model_version)
     if len(req.inputs) != 1:
         raise _bad(f"expected exactly one input tensor ('{INPUT_NAME}'), got {len(req.inputs)}")
     tensor = req.inputs[0]
@@ -140,16 +165,17 @@ def parse_v2_infer(
 
 
 _SIMPLE_TENSOR_KEYS = frozenset({"name", "shape", "datatype", "data"})
-_SIMPLE_BODY_KEYS = frozenset({"inputs", "id"})
+_SIMPLE_BODY_KEYS = frozenset({"inputs", "id", "model_name", "model_version"})
 _NO_BINARY: frozenset[str] = frozenset()
 
 
-_Simple = tuple[str | None, str, str, list[int], list[Any]]
+_Simple = tuple[dict[str, Any], str, str, list[int], list[Any]]
 
 
 def _simple_request(raw: bytes) -> _Simple | None:
-    """``(id, name, datatype, shape, data)`` when the body is exactly ``{"inputs": [<one tensor with name, shape,
-    datatype and data>], "id"?: str}`` with the exact JSON types the schema asks for, so
+    """``(body, name, datatype, shape, data)`` when the body is exactly ``{"inputs": [<one
+    tensor with name, shape, datatype and data>]}`` plus, optionally, string ``id``,
+    ``model_name`` and ``model_version``, with the exact JSON types the schema asks for, so
     pydantic would accept it unchanged; None sends anything else (and every error) through the
     pydantic path. Profiled: the models cost more than the rest of a one-text v2 request's
     parsing."""
@@ -159,9 +185,12 @@ def _simple_request(raw: bytes) -> _Simple | None:
         return None
     if type(body) is not dict or "inputs" not in body or not body.keys() <= _SIMPLE_BODY_KEYS:
         return None
-    request_id, inputs = body.get("id"), body["inputs"]
-    if (request_id is not None and type(request_id) is not str) or type(inputs) is not list:
+    inputs = body["inputs"]
+    if type(inputs) is not list:
         return None
+    for name in ("id", "model_name", "model_version"):  # a loop: this runs on every v2 request
+        if name in body and type(body[name]) is not str:
+            return None
     if len(inputs) != 1 or type(tensor := inputs[0]) is not dict:
         return None
     if tensor.keys() != _SIMPLE_TENSOR_KEYS or type(tensor["data"]) is not list:
@@ -174,10 +203,29 @@ def _simple_request(raw: bytes) -> _Simple | None:
     for d in shape:  # a loop, not all(<genexpr>): this runs on every v2 request
         if type(d) is not int:
             return None
-    return request_id, tensor["name"], tensor["datatype"], shape, tensor["data"]
+    return body, tensor["name"], tensor["datatype"], shape, tensor["data"]
+
+
+def _check_model(
+    sent_name: str | None, sent_version: str | None, url_name: str, url_version: str | None
+) -> None:
+    """The body's optional ``model_name``/``model_version`` must name the URL's model."""
+    if sent_name is not None and sent_name != url_name:
+        raise _bad(
+            f"model_name {sent_name[:80]!r} in the body does not match {url_name!r} in the URL"
+        )
+    if sent_version is not None and url_version is not None and sent_version != url_version:
+        raise _bad(
+            f"model_version {sent_version[:80]!r} in the body does not match {url_version!r} in "
+            "the URL"
+        )
 
 
 def _check_tensor(name: str, datatype: str, shape: list[int]) -> None:
+    if name != INPUT_NAME:
+        raise _bad(
+            f"input {name[:80]!r} is not an input of this model; its one input is {INPUT_NAME!r}"
+        )
     if datatype != "BYTES":
         raise _bad(f"input '{name}' must have datatype BYTES, not {datatype!r}")
     if not shape or len(shape) > 2 or min(shape) < 0:
@@ -195,15 +243,17 @@ def _checked_texts(
         raise _bad(f"shape {shape} says {n} texts but the data holds {len(texts)}")
     if n == 0:
         raise _bad("the input holds no texts; send at least one")
-    if n > max_items:
-        raise _bad(f"{n} texts is over the {max_items} limit (FALCON_MAX_BATCH_ITEMS)")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise _bad(f"element {i} of '{name}' is {type(text).__name__}, not a string")
-        if len(text) > max_chars:
-            raise _bad(f"element {i} is {len(text):,} characters, over the {max_chars:,} limit")
-        if not text.strip():
-            raise _bad(f"element {i} is blank; send at least one non-space character")
+    # The tensor is well formed; what follows is about the texts themselves: 422, as /infer.
+    if n > max_items:
+        raise InvalidInputError(
+            f"'{name}' holds {n} texts, over the {max_items} limit (FALCON_MAX_BATCH_ITEMS): "
+            "split the request"
+        )
+    for i, text in enumerate(texts):
+        check_text(text, max_chars=max_chars, field=f"{name}[{i}]")
     return texts
 
 

@@ -13,7 +13,9 @@ gets the same status and the same ``detail`` whichever path served it::
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -29,19 +31,44 @@ _IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def check_content_type(value: str | None, *, allow_missing: bool = False) -> None:
-    """Accept ``application/json`` (any parameters); missing only where a protocol omits it."""
+    """Accept ``application/json`` (UTF-8: no charset, or charset=utf-8); missing only where a
+    protocol omits it.
+
+    >>> check_content_type("application/json; charset=latin-1")
+    Traceback (most recent call last):
+    ...
+    falcon_platform.errors.UnsupportedMediaTypeError: Content-Type 'application/json; charset=latin-1' names charset 'latin-1': JSON bodies must be UTF-8; send the body as UTF-8 with 'Content-Type: application/json'
+    """
     if value is None:
         if allow_missing:
             return
         raise UnsupportedMediaTypeError(
             "missing Content-Type: send the body as JSON with 'Content-Type: application/json'"
         )
-    media = value.split(";", 1)[0].strip().lower()
+    media, _, params = value.partition(";")
+    media = media.strip().lower()
     if media != "application/json" and not (allow_missing and media == "application/octet-stream"):
         raise UnsupportedMediaTypeError(
             f"Content-Type {value[:100]!r} is not supported: send the body as JSON with "
             "'Content-Type: application/json'"
         )
+    if params and (charset := _charset(params)) is not None and charset not in _UTF8:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {value[:100]!r} names charset {charset[:40]!r}: JSON bodies must be "
+            "UTF-8; send the body as UTF-8 with 'Content-Type: application/json'"
+        )
+
+
+_UTF8 = frozenset({"utf-8", "utf8"})
+
+
+def _charset(params: str) -> str | None:
+    """The ``charset`` parameter of a media type's parameters (lower case, unquoted)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
 
 
 def check_content_length(value: str | None, limit: int) -> int | None:
@@ -71,6 +98,64 @@ def check_idempotency_key(value: str) -> str:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_invalid_detail(raw: bytes, message: str) -> str:
+    """Why a body is not JSON, in words: the parser's message, or the true reason when it is
+    a lone surrogate escape such as ``"\\ud800"`` (valid JSON syntax, not a character; the
+    parser calls it "unexpected end of hex escape"). Only runs for a body already refused."""
+    try:
+        value = json.loads(raw)  # the standard library accepts lone surrogates: find them
+    except ValueError:
+        value = None
+    if value is not None:
+        lone = _SURROGATE.search(json.dumps(value, ensure_ascii=False))
+        if lone is not None:
+            return (
+                f"the body is not valid JSON text: a string holds the escape \\u{ord(lone.group()):04x}, "
+                "half of a UTF-16 surrogate pair, which is not a character on its own; send the "
+                "character itself (as UTF-8) or the complete pair"
+            )
+    return f"the body is not valid JSON ({message}): send a JSON object"
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def refuse_duplicate_keys(raw: bytes, expected_quotes: int | None) -> None:
+    """400 if any JSON object in ``raw`` (already parsed, last key winning) repeats a key: a
+    proxy that keeps the first value and Falcon would read different inputs.
+
+    ``expected_quotes`` is ``2 x`` the strings (keys and values) of the parsed result. Every
+    string token of the raw text starts and ends with a raw ``"``, so a repeated key adds at
+    least two: when the count matches, there is none, and the slow exact check (~7 us, a
+    Python hook per object) runs only for bodies with escaped quotes or repeated keys.
+    """
+    if expected_quotes is not None and raw.count(b'"') == expected_quotes:
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKeyError as exc:
+        raise MalformedRequestError(
+            f"the JSON body has the key {exc.key[:80]!r} twice in one object; send each key once"
+        ) from None
+    except ValueError:
+        return  # not JSON at all: the parser that ran first has said so
+
+
 def _json_error(raw: bytes, exc: ValidationError) -> MalformedRequestError | None:
     for err in exc.errors(include_url=False):
         if err["type"] == "json_invalid":
@@ -81,9 +166,7 @@ def _json_error(raw: bytes, exc: ValidationError) -> MalformedRequestError | Non
                     f"the body is not valid UTF-8 (bad byte at offset {decode_error.start}): "
                     "encode the JSON as UTF-8"
                 )
-            return MalformedRequestError(
-                f"the body is not valid JSON ({err['msg']}): send a JSON object"
-            )
+            return MalformedRequestError(json_invalid_detail(raw, err["msg"]))
     return None
 
 
@@ -116,6 +199,7 @@ def parse_infer(raw: bytes, *, max_chars: int) -> str:
         raise _json_error(raw, exc) or InvalidInputError(
             _describe(exc, '{"text": "..."}')
         ) from None
+    refuse_duplicate_keys(raw, 4)  # {"text": "..."}: two strings
     check_text(text, max_chars=max_chars)
     return text
 
@@ -128,6 +212,7 @@ def parse_batch(raw: bytes, *, max_chars: int, max_items: int) -> list[str]:
         raise _json_error(raw, exc) or InvalidInputError(
             _describe(exc, '{"texts": ["...", "..."]}')
         ) from None
+    refuse_duplicate_keys(raw, 2 + 2 * len(texts))  # the key and each text
     if len(texts) > max_items:
         raise InvalidInputError(
             f"'texts' has {len(texts)} items, over the {max_items} limit "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from falcon_platform.config.settings import Settings
+from falcon_platform.worker.connections import connection_limits
 from falcon_platform.worker.notify import (
     BOOT_FAILURE_EXIT,
     NOTIFY_FD_ENV,
@@ -42,9 +43,17 @@ def build_serving_apps(settings: Settings, *, allow_faults: bool, model: Any = N
     from falcon_platform.serving.app import create_admin_app, create_app
 
     injector = chaos_faults.build_injector(settings, allow_faults=allow_faults)
-    app = create_app(settings, faults=injector, model=model)
+    # Under a supervisor its control port serves every worker's metrics (RUNBOOK, README).
+    public_metrics = settings.public_metrics == "on" or (
+        settings.public_metrics == "auto" and os.environ.get(SUPERVISOR_PID_ENV) is None
+    )
+    app = create_app(settings, faults=injector, model=model, public_metrics=public_metrics)
+    metrics = app.state.falcon.metrics
     return WorkerApps(
-        public=app, admin=create_admin_app(app), begin_drain=app.state.falcon.begin_drain
+        public=app,
+        admin=create_admin_app(app),
+        begin_drain=app.state.falcon.begin_drain,
+        watch_connections=lambda stats: metrics.bind_connections(stats.open, stats.closed),
     )
 
 
@@ -159,6 +168,7 @@ def run_worker(
     try:
         apps = build_apps(settings, allow_faults=allow_faults, model=model)
         sock = public_socket(fd, settings.host, settings.port)
+        limits = connection_limits(settings)
     except Exception as exc:
         # Say why once, loudly; the supervisor reads it and does not retry in a tight loop.
         notifier.send(f"boot_failed {type(exc).__name__}: {_first_line(exc)}")
@@ -182,6 +192,7 @@ def run_worker(
             grace_s=settings.shutdown_grace_s,
             notifier=notifier,
             tls_files=tls,
+            limits=limits,
         )
     )
 

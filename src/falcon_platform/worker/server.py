@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 
 from falcon_platform.files import bind_private_unix_socket
+from falcon_platform.worker.connections import ConnectionGuard, ConnectionLimits, ConnectionStats
 from falcon_platform.worker.notify import BOOT_FAILURE_EXIT, Notifier
 
 DRAIN_SETTLE_S = 0.5  # after the listener closes, before idle connections are closed
@@ -35,6 +36,8 @@ class WorkerApps:
     public: Any
     admin: Any
     begin_drain: Callable[[], None]
+    # Given the public port's connection numbers once the server exists (for /metrics).
+    watch_connections: Callable[[ConnectionStats], None] | None = None
 
 
 class _StartupFailureCapture:
@@ -115,10 +118,12 @@ async def serve(
     grace_s: float,
     notifier: Notifier,
     tls_files: tuple[Path, Path] | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> int:
     """Run both servers until SIGTERM/SIGINT, then drain; returns the exit code."""
     common: dict[str, Any] = {
         "http": "httptools",
+        "ws": "none",
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": math.ceil(grace_s),
@@ -136,7 +141,15 @@ async def serve(
     tls: dict[str, Any] = {}
     if tls_files is not None:
         tls = {"ssl_certfile": str(tls_files[0]), "ssl_keyfile": str(tls_files[1])}
-    public_server = QuietServer(uvicorn.Config(public_app, lifespan="on", **common, **tls))
+    guard = ConnectionGuard(limits or ConnectionLimits())
+    if apps.watch_connections is not None:
+        apps.watch_connections(guard.stats)
+    public = {
+        **common,
+        "http": guard.protocol_class(),
+        "timeout_keep_alive": guard.limits.keepalive_timeout_s,
+    }
+    public_server = QuietServer(uvicorn.Config(public_app, lifespan="on", **public, **tls))
 
     loop = asyncio.get_running_loop()
 
