@@ -68,7 +68,12 @@ def read_http_response(sock: socket.socket, timeout: float = 10.0) -> bytes:
 
 
 def start_server(
-    home: Path, model_path: Path, *, via: str = "uvicorn", env: dict[str, str] | None = None
+    home: Path,
+    model_path: Path,
+    *,
+    via: str = "uvicorn",
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> ServerProcess:
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,7 @@ def start_server(
         **(env or {}),
     }
     if via == "worker":
-        cmd = [str(BIN / "falcon"), "worker", "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [str(BIN / "falcon"), "worker", "--host", "127.0.0.1", "--port", str(port), *args]
     else:
         cmd = [
             sys.executable, "-m", "uvicorn", "--factory",

@@ -90,6 +90,42 @@ CASES: list[Case] = [
         "malformed_request",
         {**JSON, "idempotency-key": "has spaces in it"},
     ),
+    Case(
+        "latin-1-charset",
+        "/infer",
+        _j({"text": "fine"}),
+        415,
+        "unsupported_media_type",
+        {"content-type": "application/json; charset=latin-1"},
+    ),
+    Case("lone-surrogate", "/infer", b'{"text": "\\ud800"}', 400, "malformed_request"),
+    Case("duplicate-key", "/infer", b'{"text": "a", "text": "b"}', 400, "malformed_request"),
+    Case(
+        "duplicate-key-non-string", "/infer", b'{"text": 1, "text": "b"}', 400, "malformed_request"
+    ),
+    Case(
+        "batch-duplicate-key",
+        "/infer/batch",
+        b'{"texts": ["a"], "texts": ["b"]}',
+        400,
+        "malformed_request",
+    ),
+    Case(
+        "two-idempotency-keys",
+        "/infer",
+        _j({"text": "fine"}),
+        400,
+        "malformed_request",
+        {**JSON, "idempotency-key": "k-1", "x-idempotency-key": "k-2"},
+    ),
+    Case(
+        "bad-request-id",
+        "/infer",
+        _j({"text": "fine"}),
+        400,
+        "malformed_request",
+        {**JSON, "x-request-id": "a" * 129},
+    ),
     Case("batch-empty", "/infer/batch", _j({"texts": []}), 422, "invalid_input"),
     Case("batch-over-limit", "/infer/batch", _j({"texts": ["a"] * 257}), 422, "invalid_input"),
     Case("batch-blank-item", "/infer/batch", _j({"texts": ["ok", " "]}), 422, "invalid_input"),
@@ -103,6 +139,24 @@ CASES: list[Case] = [
     Case("v2-bad-shape", V2, _v2(shape=[1, 2], data=["a", "b"]), 400, "malformed_request"),
     Case("v2-number-data", V2, _v2(data=[1]), 400, "malformed_request"),
     Case("v2-blank-text", V2, _v2(data=[" "]), 422, "invalid_input"),
+    Case("v2-text-too-long", V2, _v2(data=["a" * 10_001]), 422, "invalid_input"),
+    Case("v2-too-many-texts", V2, _v2(shape=[257], data=["a"] * 257), 422, "invalid_input"),
+    Case("v2-wrong-input-name", V2, _v2(name="sentence"), 400, "malformed_request"),
+    Case(
+        "v2-model-name-disagrees",
+        V2,
+        _j({**orjson.loads(_v2()), "model_name": "other"}),
+        400,
+        "malformed_request",
+    ),
+    Case(
+        "v2-duplicate-key",
+        V2,
+        b'{"inputs": [{"name": "text", "name": "x", "shape": [1], "datatype": "BYTES", '
+        b'"data": ["ok"]}]}',
+        400,
+        "malformed_request",
+    ),
     Case(
         "v2-no-data",
         V2,
@@ -230,3 +284,38 @@ async def test_good_requests_get_the_same_answers_on_both_paths(running: Running
     assert v2.json()["outputs"][1]["data"] == [
         awful[k] for k in ("negative", "neutral", "positive")
     ]
+
+
+@pytest.mark.parametrize(
+    ("case_id", "words"),
+    [
+        ("lone-surrogate", "surrogate"),
+        ("duplicate-key", "twice"),
+        ("latin-1-charset", "UTF-8"),
+        ("two-idempotency-keys", "different keys"),
+        ("v2-wrong-input-name", "'text'"),
+        ("v2-model-name-disagrees", "does not match"),
+    ],
+)
+async def test_details_give_the_true_reason(running: Running, case_id: str, words: str) -> None:
+    case = next(c for c in CASES if c.id == case_id)
+    resp = await running.client.post(case.path, content=case.body, headers=case.headers)
+    assert words in resp.json()["detail"]
+
+
+async def test_v2_body_may_name_the_model_and_carry_an_id_and_parameters(
+    running: Running,
+) -> None:
+    """What KServe's client sends: model_name (and model_version) agreeing with the URL, an id,
+    request parameters."""
+    tensor = orjson.loads(_v2(data=["great product"]))["inputs"][0]
+    bodies = [
+        {"id": "k-1", "model_name": "sentiment", "inputs": [tensor]},
+        {"id": "k-2", "model_name": "sentiment", "inputs": [tensor], "parameters": {"x": 1}},
+        {"model_name": "sentiment", "model_version": "tiny-1", "inputs": [tensor]},
+    ]
+    urls = [V2, V2, "/v2/models/sentiment/versions/tiny-1/infer"]
+    for body, url in zip(bodies, urls, strict=True):
+        resp = await running.client.post(url, content=_j(body), headers=JSON)
+        assert resp.status_code == 200, resp.text
+        assert resp.json().get("id") == body.get("id")

@@ -267,6 +267,8 @@ V2_OK = [  # bodies the shortcut takes
     {"inputs": [_v2([1], ["good"])]},
     {"id": "r1", "inputs": [_v2([2, 1], [["a"], ["b"]])]},
     {"inputs": [_v2([2], ["a", "b"])], "id": "x"},
+    {"id": "k", "model_name": "m", "inputs": [_v2([1], ["a"])]},  # KServe's client
+    {"model_name": "m", "model_version": "2", "inputs": [_v2([1], ["a"])]},
 ]
 V2_SCHEMA_OK = [  # valid, but left to the schema: coercion, chosen outputs
     {"inputs": [_v2([1.0], ["coerced"])]},
@@ -285,10 +287,20 @@ V2_BAD = [
     {"inputs": [], "id": "r"},
     {"inputs": [_v2([1], ["a"])], "id": 5},
     {"inputs": [_v2([1], ["a"]), _v2([1], ["b"])]},
+    {"model_name": "other", "inputs": [_v2([1], ["a"])]},
+    {"model_name": 5, "inputs": [_v2([1], ["a"])]},
+    {"inputs": [{**_v2([1], ["a"]), "name": "sentence"}]},
     [],
 ]
 V2_VALID = [orjson.dumps(b) for b in V2_OK + V2_SCHEMA_OK]
-V2_BODIES = V2_VALID + [orjson.dumps(b) for b in V2_BAD] + [b'{"inputs": [{"name"', b"\xff"]
+V2_BODIES = [
+    *V2_VALID,
+    *(orjson.dumps(b) for b in V2_BAD),
+    b'{"inputs": [{"name"',
+    b"\xff",
+    b'{"id": "a", "id": "b", "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", '
+    b'"data": ["a"]}]}',
+]
 
 
 @pytest.mark.parametrize("raw", V2_BODIES, ids=range(len(V2_BODIES)))

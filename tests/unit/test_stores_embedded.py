@@ -109,3 +109,22 @@ def test_fake_stores_report_redis_degraded_after_a_failure() -> None:
     assert stores.degraded() == frozenset({"redis"})
     assert stores.stats().breaker_states == {"redis": 1}
     assert stores.stats().breaker_transitions == {("redis", "open"): 1}
+
+
+def test_migrated_sqlite_schema_equals_the_metadata(tmp_path: Path) -> None:
+    """Every migration (0001, 0002) applied to SQLite gives exactly ``stores.schema``."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from falcon_platform.stores.schema import metadata
+
+    settings = Settings(home=tmp_path)
+    url = database.local_sqlite_url(settings)
+    database.upgrade(settings, url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    finally:
+        engine.dispose()
