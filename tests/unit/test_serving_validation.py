@@ -317,3 +317,29 @@ def test_v2_quick_reading_and_the_schema_reading_agree(raw: bytes) -> None:
     quick = outcome(None)
     assert quick == outcome(str(len(raw)))
     assert isinstance(quick, V2Request) == (raw in V2_VALID)
+
+
+async def test_body_timeouts_fire_at_their_deadline_not_at_the_next_tick() -> None:
+    """Reads that start at different moments each get 408 at start + timeout (a fixed sweeper
+    tick answered up to a tick late: 30 s became ~31 s, more under load)."""
+    reader = BodyReader(limit=1024, timeout_s=2.0)
+    reader.start()
+    stalled = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        await stalled.wait()  # the client never sends the rest
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def timed(delay: float) -> float:
+        await asyncio.sleep(delay)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(BodyTimeoutError):
+            await reader.read(receive)
+        return loop.time() - started
+
+    try:
+        waits = await asyncio.gather(*(timed(d) for d in (0.0, 0.15, 0.3, 0.45)))
+    finally:
+        await reader.stop()
+    assert all(2.0 <= w < 2.12 for w in waits), waits
