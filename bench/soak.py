@@ -25,7 +25,6 @@ from pathlib import Path
 import httpx
 from procmem import pss_bytes, rss_bytes
 from run import (  # the sibling script (bench/ is on sys.path)
-    UVICORN,
     free_port,
     metric_total,
     start,
@@ -65,9 +64,11 @@ def main() -> None:
     env = {**os.environ, "FALCON_HOME": str(home), "FALCON_MODEL_PATH": str(model_path)}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    factory = "falcon_platform.serving.asgi:create_app_from_env"
-    proc = start([*UVICORN, "--port", str(port), "--factory", factory], env,
+    admin = home / "admin.sock"  # the worker as deployed; /readyz details are private
+    proc = start([sys.executable, "-m", "falcon_platform.worker", "--host", "127.0.0.1",
+                  "--port", str(port), "--admin-socket", str(admin)], env,
                  home / "falcon.log", f"{base}/readyz")  # fmt: skip
+    private = httpx.Client(transport=httpx.HTTPTransport(uds=str(admin)), base_url="http://w")
     slices: list[Slice] = []
     answered = 0
     started = time.monotonic()
@@ -85,9 +86,9 @@ def main() -> None:
                 pss_mb=pss_bytes(proc.pid) / 2**20,
                 rows_pending=metric_total(text, "falcon_request_log_rows_pending"),
                 rows_lost=metric_total(text, "falcon_request_log_rows_lost_total"),
-                cache_entries=httpx.get(f"{base}/readyz", timeout=5).json()["dependencies"][
-                    "cache"
-                ]["details"]["entries"],
+                cache_entries=private.get("/readyz", timeout=5).json()["dependencies"]["cache"][
+                    "details"
+                ]["entries"],
             )
             slices.append(s)
             if not args.json:

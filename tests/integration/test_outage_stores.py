@@ -247,13 +247,15 @@ def logged_ids(url: str, home: Path) -> tuple[set[str], int]:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    select(request_log.c.request_id).where(request_log.c.request_id.like("load%"))
+                    select(request_log.c.client_request_id).where(
+                        request_log.c.client_request_id.like("load%")
+                    )
                 )
             ]
             total = conn.execute(
                 select(func.count())
                 .select_from(request_log)
-                .where(request_log.c.request_id.like("load%"))
+                .where(request_log.c.client_request_id.like("load%"))
             ).scalar_one()
     finally:
         engine.dispose()

@@ -139,12 +139,14 @@ class RunningSupervisor:
         return int(self.proc.returncode)
 
     def request_log_ids(self) -> dict[str, int]:
-        """request_id -> rows in the embedded SQLite request log."""
+        """The client's X-Request-ID -> rows in the embedded SQLite request log (the row's key
+        is the server's own id; the one a client sent is ``client_request_id``)."""
         db = self.home / "data" / "falcon.db"
         with contextlib.closing(sqlite3.connect(str(db))) as conn:
             return dict(
                 conn.execute(
-                    "SELECT request_id, COUNT(*) FROM request_log GROUP BY request_id"
+                    "SELECT client_request_id, COUNT(*) FROM request_log "
+                    "WHERE client_request_id IS NOT NULL GROUP BY client_request_id"
                 ).fetchall()
             )
 
@@ -265,7 +267,13 @@ class LoadGenerator:
     """
 
     def __init__(
-        self, url: str, *, rps: float, timeout: float = 10.0, connections: int = 256
+        self,
+        url: str,
+        *,
+        rps: float,
+        timeout: float = 10.0,
+        connections: int = 256,
+        keep_alive: bool = False,  # bench/flood.py: a client that reuses its connections
     ) -> None:
         from falcon_platform.loadtest import LoadOptions, LoadPlan
 
@@ -273,7 +281,7 @@ class LoadGenerator:
         self._prefix = f"lg{uuid.uuid4().hex[:8]}-"
         self._plan = LoadPlan.open_ended(rps)
         self._options = LoadOptions(connections=connections, timeout_s=timeout, texts="unique",
-                                    keep_alive=False, request_id_prefix=self._prefix)  # fmt: skip
+                                    keep_alive=keep_alive, request_id_prefix=self._prefix)  # fmt: skip
         self._ok: list[int] = []
         self._run: Any = None
         self._tally = LoadTally()
