@@ -6,7 +6,9 @@
     .venv/bin/python bench/ab.py before:PYTHONPATH=/path/to/other/checkout/src after:
         # two versions of the code: the server imports falcon_platform from PYTHONPATH first
 
-Each variant is ``name:VAR=value,VAR=value`` (``name:`` for no change). Every round starts each
+Each variant is ``name:VAR=value,VAR=value`` (``name:`` for no change). Two builds: point one
+variant's ``PYTHONPATH`` at another checkout's ``src`` (``git archive <commit> src | tar -x``);
+``--server worker`` runs ``python -m falcon_platform.worker`` instead of the uvicorn CLI. Every round starts each
 variant's server afresh (same pinning and load as ``bench/run.py``: server on core 0, wrk on
 core 1, 64 connections, /infer) and measures it once; alternating rounds cancel the machine's
 drift. Prints every run, then the medians per variant.
@@ -42,6 +44,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--server",
+        choices=["uvicorn", "worker"],
+        default="uvicorn",
+        help="uvicorn CLI with the ASGI factory, or `python -m falcon_platform.worker` (as "
+        "deployed: Falcon's connection layer included)",
+    )
     args = parser.parse_args()
 
     from falcon_platform.config.settings import Settings
@@ -60,8 +69,11 @@ def main() -> None:
                    **extra}  # fmt: skip
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            proc = start([*UVICORN, "--port", str(port), "--factory", factory], env,
-                         run_home / "falcon.log", f"{base}/readyz")  # fmt: skip
+            cmd = [*UVICORN, "--port", str(port), "--factory", factory]
+            if args.server == "worker":
+                cmd = [sys.executable, "-m", "falcon_platform.worker", "--host", "127.0.0.1",
+                       "--port", str(port)]  # fmt: skip
+            proc = start(cmd, env, run_home / "falcon.log", f"{base}/readyz")
             try:
                 [r] = measure(name, proc.pid, f"{base}/infer", [("infer", args.mode)], args,
                               f"{base}/metrics")  # fmt: skip
