@@ -113,6 +113,16 @@ def summarize(
     }
 
 
+def listen_overflows() -> dict[str, int]:
+    """The kernel's counts of connections dropped because an accept queue was full."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=True))
+            return {k: table.get(k, 0) for k in ("ListenOverflows", "ListenDrops")}
+    return {}
+
+
 def fds(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -128,6 +138,11 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=50.0, help="the well-behaved client's rate")
     parser.add_argument("--baseline", type=float, default=15.0, help="seconds before the flood")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--keepalive",
+        action="store_true",
+        help="the well-behaved client reuses its connections (default: a fresh one per request)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--flooder", nargs=5, metavar=("PORT", "SOURCE", "N", "SECONDS", "RATE"),
                         help=argparse.SUPPRESS)  # fmt: skip
@@ -147,7 +162,7 @@ def main() -> None:
         pids = {w["worker"]: w["pid"] for w in sup.status()["workers"]}
         events_before = len(sup.events())
         print(f"baseline {args.baseline:g} s at {args.rps:g} req/s ...", file=sys.stderr)
-        with LoadGenerator(sup.url, rps=args.rps, threads=4) as load:
+        with LoadGenerator(sup.url, rps=args.rps, threads=4, keepalive=args.keepalive) as load:
             time.sleep(args.baseline)
         base = load.result()
         print(f"flood: {args.sockets} sockets for {args.seconds:g} s ...", file=sys.stderr)
@@ -172,10 +187,12 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         time.sleep(min(5.0, args.seconds / 4))  # let the flood build before measuring
-        with LoadGenerator(sup.url, rps=args.rps, threads=4) as load:
+        overflows_before = listen_overflows()
+        with LoadGenerator(sup.url, rps=args.rps, threads=4, keepalive=args.keepalive) as load:
             while any(f.poll() is None for f in floods):
                 time.sleep(0.2)
         during = load.result()
+        overflows = {k: v - overflows_before.get(k, 0) for k, v in listen_overflows().items()}
         stop.set()
         sampler.join()
         flood_stats: dict[str, int] = {}
@@ -197,6 +214,8 @@ def main() -> None:
         "workers_killed_or_exited": len(kills),
         "worker_pids_changed": sorted(w for w in pids if after_pids.get(w) != pids[w]),
         "peak_descriptors_per_worker": peak,
+        "kernel_accept_queue_drops": overflows,
+        "well_behaved_connections": "kept alive" if args.keepalive else "fresh per request",
         "well_behaved_before": summarize(base.latencies, base.statuses, base.errors),
         "well_behaved_during": summarize(during.latencies, during.statuses, during.errors),
     }  # fmt: skip
@@ -215,7 +234,14 @@ def main() -> None:
         f"{result['worker_pids_changed'] or 'none'})"
     )
     print(f"peak descriptors per worker: {peak}")
-    print(f"well-behaved client, {args.rps:g} req/s on fresh connections from 127.0.0.1:")
+    print(
+        f"kernel accept-queue drops during the flood: {overflows} (a dropped SYN is retried "
+        "after 1 s, then 3 s: the latency of fresh connections)"
+    )
+    print(
+        f"well-behaved client, {args.rps:g} req/s from 127.0.0.1, connections "
+        f"{result['well_behaved_connections']}:"
+    )
     print(
         f"  before: {b['requests']} requests {b['statuses']} errors {b['transport_errors']} "
         f"p50 {b['p50_ms']} ms p99 {b['p99_ms']} ms max {b['max_ms']} ms"

@@ -4,6 +4,8 @@
         --host 127.0.0.1 --port 8080 --no-access-log
 
 SIGTERM fails readiness at once, lets in-flight requests finish, ships the request log.
+Plain uvicorn has none of the public port's guards (header timeout and limits, connection cap:
+``worker/connections.py``): expose ``falcon worker`` / ``falcon up``, not this, to clients.
 """
 
 from __future__ import annotations
