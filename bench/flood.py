@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -158,16 +157,18 @@ def main() -> None:
     model = Path(os.environ.get("FALCON_MODEL_PATH") or train_model(work / "model-home"))
     print(f"falcon up --workers {args.workers} ...", file=sys.stderr)
     sup = start_supervisor(work, workers=args.workers, model_dir=model)
+    floods: list[subprocess.Popen[str]] = []
     try:
         pids = {w["worker"]: w["pid"] for w in sup.status()["workers"]}
+        client = {"keepalive": True} if args.keepalive else {}  # (older builds: no keyword)
         events_before = len(sup.events())
         print(f"baseline {args.baseline:g} s at {args.rps:g} req/s ...", file=sys.stderr)
-        with LoadGenerator(sup.url, rps=args.rps, threads=4, keepalive=args.keepalive) as load:
+        with LoadGenerator(sup.url, rps=args.rps, threads=4, **client) as load:
             time.sleep(args.baseline)
         base = load.result()
         print(f"flood: {args.sockets} sockets for {args.seconds:g} s ...", file=sys.stderr)
         share = args.sockets // len(SOURCES)  # one process per address: each under its limit
-        floods = [
+        floods += [
             subprocess.Popen(
                 [sys.executable, __file__, "--flooder", str(sup.port), source, str(share),
                  str(args.seconds), str(args.rate / len(SOURCES))],
@@ -188,7 +189,7 @@ def main() -> None:
         sampler.start()
         time.sleep(min(5.0, args.seconds / 4))  # let the flood build before measuring
         overflows_before = listen_overflows()
-        with LoadGenerator(sup.url, rps=args.rps, threads=4, keepalive=args.keepalive) as load:
+        with LoadGenerator(sup.url, rps=args.rps, threads=4, **client) as load:
             while any(f.poll() is None for f in floods):
                 time.sleep(0.2)
         during = load.result()
@@ -206,6 +207,9 @@ def main() -> None:
         new_events = sup.events()[events_before:] if len(sup.events()) > events_before else []
         kills = [e for e in new_events if e["kind"] in ("worker_exited", "liveness_kill")]
     finally:
+        for f in floods:
+            if f.poll() is None:
+                f.kill()
         sup.stop()
     result = {
         "workers": args.workers,
@@ -252,5 +256,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         main()

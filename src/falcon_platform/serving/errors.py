@@ -55,12 +55,13 @@ class _RequestIds:
     """
 
     def __init__(self) -> None:
-        self._hex = ""
-        self._pos = 0
+        self.reset()
 
     def reset(self) -> None:
         self._hex = ""
         self._pos = 0
+        self._ms = -1
+        self._prefix = ""
 
     def __call__(self) -> str:
         pos = self._pos
@@ -68,9 +69,11 @@ class _RequestIds:
             self._hex = os.urandom(_RANDOM_HEX * _REFILL // 2).hex()
             pos = 0
         self._pos = pos + _RANDOM_HEX
-        return (
-            f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{self._hex[pos : pos + _RANDOM_HEX]}"
-        )
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:  # formatted once per millisecond, not per request (-0.25 us)
+            self._ms = ms
+            self._prefix = f"{ms & 0xFFFFFFFFFFFF:012x}"
+        return self._prefix + self._hex[pos : pos + _RANDOM_HEX]
 
 
 new_request_id = _RequestIds()

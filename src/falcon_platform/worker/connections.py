@@ -228,7 +228,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
         self._head_bytes = 0
         self._head_done = False
-        self._header_count = 0
         self._discarded = 0
         self._refused = False
 
@@ -327,17 +326,11 @@ class GuardedProtocol(HttpToolsProtocol):
         return True
 
     # --- parser callbacks -----------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_header_count:
-            raise _TooManyHeaders
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # Counted here, not per header: the byte limit already bounds what was buffered, and an
+        # override of on_header cost a Python call per header on every request.
+        if len(self.headers) > self.limits.max_header_count:
+            raise _TooManyHeaders
         self._head_done = True
         self._phase = BUSY
         super().on_headers_complete()
