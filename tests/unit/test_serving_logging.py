@@ -103,3 +103,104 @@ def test_configure_logging_is_idempotent(restore_root_logger: None) -> None:
     ours = [h for h in logging.getLogger().handlers if h.get_name() == "falcon"]
     assert len(ours) == 1
     assert logging.getLogger().level == logging.WARNING
+
+
+@pytest.fixture
+def tiny_switch_interval() -> Iterator[None]:
+    """Threads switch every microsecond, so a race window of a few bytecodes is hit."""
+    import sys
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def test_no_line_is_lost_when_threads_append_while_the_flusher_writes(
+    tiny_switch_interval: None,
+) -> None:
+    """Eight threads append 25,000 lines each while the flusher runs every millisecond and
+    every 256th line forces a flush: every line is written exactly once."""
+    import threading
+
+    from falcon_platform.observability.logging import BufferedLineHandler
+
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream, interval_s=0.001)
+    threads, per_thread = 8, 25_000
+    start = threading.Barrier(threads)
+
+    def append(thread: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            handler.append_line(f"{thread}:{i}", urgent=i % 997 == 0)
+
+    workers = [threading.Thread(target=append, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    handler.close()
+    lines = stream.getvalue().splitlines()
+    expected = {f"{t}:{i}" for t in range(threads) for i in range(per_thread)}
+    assert len(lines) == len(expected), f"{len(expected) - len(set(lines))} lines lost"
+    assert set(lines) == expected
+
+
+def test_a_line_appended_during_a_flush_is_written_by_the_next_one() -> None:
+    """The race the hammer test can only hit by luck, made certain: a thread is paused
+    between reading the handler's queue and appending to it while another thread flushes.
+    Its line must still reach the stream (a flush that swapped in a new list lost it)."""
+    import threading
+
+    from falcon_platform.observability.logging import BufferedLineHandler
+
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream, interval_s=3600)
+    handler.append_line("first")
+    reached, resume = threading.Event(), threading.Event()
+    queue_type = type(handler._lines)
+
+    class PausedQueue(queue_type):  # type: ignore[valid-type,misc]
+        def append(self, line: str) -> None:
+            reached.set()
+            resume.wait(10)
+            super().append(line)
+
+    handler._lines = PausedQueue(handler._lines)
+    appender = threading.Thread(target=handler.append_line, args=("second",))
+    appender.start()
+    assert reached.wait(10)
+    handler.flush()  # another thread's flush while "second" is on its way in
+    resume.set()
+    appender.join(10)
+    handler.close()
+    assert stream.getvalue().splitlines() == ["first", "second"]
+
+
+def test_timestamp_text_always_matches_its_second_across_threads(
+    tiny_switch_interval: None,
+) -> None:
+    """Threads alternate between two seconds; the cached date part never lags the second."""
+    import threading
+    from datetime import UTC, datetime
+
+    from falcon_platform.observability.logging import _timestamp
+
+    seconds = (1_764_000_000, 1_764_000_001, 1_764_086_400)
+    want = {s: datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S") for s in seconds}
+    wrong: list[tuple[int, str]] = []
+
+    def stamp(offset: int) -> None:
+        for i in range(20_000):
+            second = seconds[(i + offset) % len(seconds)]
+            text = _timestamp(second + 0.5)
+            if text != f"{want[second]}.500Z":
+                wrong.append((second, text))
+
+    workers = [threading.Thread(target=stamp, args=(t,)) for t in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert not wrong, f"{len(wrong)} stamps with another second's date, e.g. {wrong[:3]}"

@@ -11,6 +11,7 @@ Nothing is configured at import; entry points call :func:`configure_logging`::
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import threading
@@ -23,16 +24,20 @@ import orjson
 _HANDLER_NAME = "falcon"
 
 
-_second: list[object] = [-1, ""]  # (epoch second, its ISO text): formatted once per second
+# (epoch second, its ISO text), formatted once per second. One tuple replaced in one
+# assignment, so a thread never reads a new second with the previous second's text.
+_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(created: float) -> str:
     """``2026-11-26T21:00:00.123Z``; the date part is cached per second (hot path)."""
+    global _second
     second = int(created)
-    if _second[0] != second:
-        _second[0] = second
-        _second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second[1]}.{int((created - second) * 1000):03d}Z"
+    cached = _second
+    if cached[0] != second:
+        cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _second = cached
+    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -77,7 +82,11 @@ class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self, stream: IO[str], interval_s: float = 0.25) -> None:
         super().__init__(stream)
-        self._lines: list[str] = []
+        # Appended to by any thread without a lock; only ``flush`` (under the handler's
+        # lock) takes lines out, one ``popleft`` each, so a line appended while a flush is
+        # writing stays queued for the next one. (Swapping in a new list instead lost the
+        # line of a thread that had read the old list's attribute just before the swap.)
+        self._lines: collections.deque[str] = collections.deque()
         self._stop = threading.Event()
         self._interval_s = interval_s
         self._flusher: threading.Thread | None = None
@@ -89,7 +98,7 @@ class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
     def append_line(self, line: str, *, urgent: bool = False) -> None:
-        """Queue one formatted line (``list.append`` is atomic: no lock on the hot path)."""
+        """Queue one formatted line (``deque.append`` is atomic: no lock on the hot path)."""
         self._lines.append(line)
         if self._flusher is None:
             self._flusher = threading.Thread(
@@ -102,7 +111,8 @@ class BufferedLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def flush(self) -> None:
         self.acquire()
         try:
-            lines, self._lines = self._lines, []
+            queued, take = self._lines, self._lines.popleft
+            lines = [take() for _ in range(len(queued))]
             if lines and self.stream is not None:
                 self.stream.write("\n".join(lines) + "\n")
                 self.stream.flush()
