@@ -112,7 +112,7 @@ def test_fake_stores_report_redis_degraded_after_a_failure() -> None:
 
 
 def test_migrated_sqlite_schema_equals_the_metadata(tmp_path: Path) -> None:
-    """Every migration (0001, 0002) applied to SQLite gives exactly ``stores.schema``."""
+    """Every migration (0001..0003) applied to SQLite gives exactly ``stores.schema``."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine

@@ -21,6 +21,7 @@ from falcon_platform.cli import (
     db_cli,
     loadtest_cli,
     model_cli,
+    releases_cli,
     render_cli,
     runtime_cli,
 )
@@ -37,6 +38,7 @@ app.add_typer(model_cli.app, name="model")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(render_cli.app, name="render")
+app.add_typer(releases_cli.app, name="releases")
 runtime_cli.register(app)
 alerts_cli.register(app)
 loadtest_cli.register(app)

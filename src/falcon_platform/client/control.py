@@ -16,6 +16,7 @@ from falcon_platform.config.admin_token import read_admin_token
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import (
     FalconError,
+    NotFoundError,
     ReleaseRefusedError,
     RuntimeStateError,
     SupervisorUnreachableError,
@@ -151,9 +152,55 @@ class ControlClient:
         body: dict[str, Any] = self._request("POST", "/restart", auth=True, json=payload).json()
         return body
 
+    # ----------------------------------------------------------------- releases
+    def releases(self) -> dict[str, Any]:
+        """``GET /releases``: {"stable": id, "releases": [record, ...]} (oldest first)."""
+        body: dict[str, Any] = self._request("GET", "/releases").json()
+        return body
+
+    def release(self, release_id: str) -> dict[str, Any]:
+        """``GET /releases/{id}``: one release record (``NotFoundError`` if there is none)."""
+        response = self._request("GET", f"/releases/{release_id}", ok=(200, 404))
+        if response.status_code == 404:
+            raise NotFoundError(_detail(response))
+        body: dict[str, Any] = response.json()
+        return body
+
+    def create_release(
+        self,
+        env: Mapping[str, str],
+        *,
+        reason: str,
+        created_by: str = "control-api",
+        skip_gate: str | None = None,
+        allow_faults: bool = False,
+    ) -> dict[str, Any]:
+        """``POST /releases``: a new release, judged by the config gate (refused ->
+        ``ReleaseRefusedError``; the refused record is kept)."""
+        payload = _release_payload(env, reason, created_by, skip_gate, allow_faults)
+        body: dict[str, Any] = self._request(
+            "POST", "/releases", auth=True, json=payload, ok=(201,)
+        ).json()
+        return body
+
     def shutdown(self) -> dict[str, Any]:
         body: dict[str, Any] = self._request("POST", "/shutdown", auth=True).json()
         return body
+
+
+def _release_payload(
+    env: Mapping[str, str],
+    reason: str,
+    created_by: str,
+    skip_gate: str | None,
+    allow_faults: bool,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"env": dict(env), "reason": reason, "created_by": created_by}
+    if skip_gate is not None:
+        payload["skip_gate"] = skip_gate
+    if allow_faults:
+        payload["allow_faults"] = True
+    return payload
 
 
 def _detail(response: httpx.Response) -> str:

@@ -181,6 +181,16 @@ async def serve(
         release_gate=release_gate,
         base_gate_args=base_gate_args,
     )
+    from falcon_platform.control.releases_routes import create_releases_router
+    from falcon_platform.releases.manager import ReleaseManager
+    from falcon_platform.releases.store import ReleaseStore
+
+    releases = ReleaseManager(supervisor, ReleaseStore(engine), journal)
+    try:
+        await asyncio.to_thread(releases.start)
+    except Exception as exc:  # the release history must not keep the service down
+        log.error("cannot record the starting release in the release store: %s", exc)
+    routers = [*routers, create_releases_router(releases, token)]
     app = create_control_app(
         supervisor, journal, token, config_info=config_info, extra_routers=routers
     )

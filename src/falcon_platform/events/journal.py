@@ -56,6 +56,19 @@ class EventKind(StrEnum):
     ORPHANS_SHIPPED = "orphans_shipped"
     ALERT_FIRING = "alert_firing"
     ALERT_RESOLVED = "alert_resolved"
+    # releases (a contract: incidents open on rollout_aborted; drills and the console read
+    # them). Event.release = the release id; details carry reason / from_release /
+    # to_release / step / verdict as relevant.
+    RELEASE_CREATED = "release_created"
+    GATE_PASSED = "gate_passed"
+    GATE_SKIPPED = "gate_skipped"
+    ROLLOUT_STARTED = "rollout_started"
+    ROLLOUT_STEP = "rollout_step"
+    CANARY_ANALYSIS = "canary_analysis"
+    ROLLOUT_PROMOTED = "rollout_promoted"
+    ROLLOUT_ABORTED = "rollout_aborted"
+    ROLLBACK_STARTED = "rollback_started"
+    ROLLBACK_FINISHED = "rollback_finished"
 
 
 def format_ts(ts: float) -> str:

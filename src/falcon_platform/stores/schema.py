@@ -77,3 +77,23 @@ events = Table(
     Index("ix_events_ts", "ts"),
     Index("ix_events_kind_ts", "kind", "ts"),
 )
+
+# One row per release (r1, r2, ...): the immutable pairing (model sha256, settings fingerprint,
+# spec hash, who/when/why) in columns, its life (state, gate and canary verdicts, config diff)
+# in ``record`` (JSON). Written only by the supervisor's release manager (``releases.store``).
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("number", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("model_sha256", String(64)),
+    Column("settings_fingerprint", String(64), nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("record", JSON, nullable=False),
+    Index("ix_releases_number", "number"),
+)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from falcon_platform.config.settings import Settings
 from falcon_platform.supervisor.lifecycle import LIVE_STATES, WorkerEvent, WorkerState, apply
 from falcon_platform.supervisor.plan import SlotView
 from falcon_platform.supervisor.restarts import ExitInfo
@@ -24,6 +25,8 @@ class Release:
     # This release's own gate decision for its workers (``--override-gate REASON``,
     # ``--allow-faults``): never inherited from another release.
     gate_args: tuple[str, ...] = ()
+    # The merged settings its workers run with, as the gate loaded them (None: not judged).
+    settings: Settings | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

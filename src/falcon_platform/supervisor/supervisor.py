@@ -32,7 +32,7 @@ from typing import Any
 
 from falcon_platform.clock import Clock, SystemClock
 from falcon_platform.config import memory
-from falcon_platform.config.gate import ReleasePath
+from falcon_platform.config.gate import ReleasePath, ReleaseVerdict
 from falcon_platform.config.private_dir import ensure_private_dir
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
@@ -217,7 +217,7 @@ class Supervisor:
             now=self.clock.now(),
         )
         target = release if release is not None else self.releases[rolling.to_release]
-        args = self._judge(
+        args, _ = self._judge(
             target.env,
             release=target.id,
             path="restart",
@@ -254,11 +254,11 @@ class Supervisor:
         path: ReleasePath,
         override_reason: str | None,
         allow_faults: bool,
-    ) -> tuple[str, ...]:
+    ) -> tuple[tuple[str, ...], ReleaseVerdict | None]:
         """Run the gate on what the new workers of ``release`` will run with; journal it;
-        raise when refused; return the release's worker gate arguments."""
+        raise when refused; return the release's worker gate arguments and the verdict."""
         if self.release_gate is None:  # tests that build a bare supervisor
-            return ("--allow-faults",) if allow_faults else ()
+            return (("--allow-faults",) if allow_faults else ()), None
         verdict = self.release_gate.judge(
             env,
             path=path,
@@ -268,7 +268,8 @@ class Supervisor:
         )
         record_verdict(self.journal, verdict, release=release)
         verdict.raise_if_refused()
-        return gate_args(verdict, override_reason=override_reason, allow_faults=allow_faults)
+        args = gate_args(verdict, override_reason=override_reason, allow_faults=allow_faults)
+        return args, verdict
 
     def set_desired(self, desired: Mapping[str, int]) -> None:
         """Desired workers per release (the canary moves counts between releases)."""
@@ -284,11 +285,16 @@ class Supervisor:
         *,
         override_reason: str | None = None,
         allow_faults: bool = False,
+        release_id: str | None = None,
     ) -> Release:
         """A new release with ``env`` (what a deploy starts workers of), judged by the gate
-        like every other path (``ReleaseRefusedError`` when refused)."""
-        release_id = next_release_id(self.releases)
-        args = self._judge(
+        like every other path (``ReleaseRefusedError`` when refused). ``release_id`` names it
+        (the release manager numbers releases across supervisor restarts); else the next
+        ``r<n>`` after those this supervisor knows."""
+        release_id = release_id or next_release_id(self.releases)
+        if release_id in self.releases:
+            raise RuntimeStateError(f"release {release_id} exists already")
+        args, verdict = self._judge(
             env,
             release=release_id,
             path="deploy",
@@ -296,6 +302,7 @@ class Supervisor:
             allow_faults=allow_faults,
         )
         release = Release(release_id, dict(env), self.clock.now(), args)
+        release.settings = verdict.settings if verdict is not None else None
         self.releases[release.id] = release
         return release
 

@@ -1,0 +1,226 @@
+"""Release commands: list and show releases, create one.
+
+    falcon releases                         # every release, its state, gate and steps
+    falcon releases show r3 [--json]        # one release: verdicts with numbers, config diff
+    falcon releases create --env-file r3.env --reason "raise the batch size"
+
+All of them talk to the supervisor's control API (``/releases``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from falcon_platform.errors import ConfigError
+
+app = typer.Typer(
+    help="Releases: numbered model + settings + spec, with their gate and canary verdicts.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="dev, staging or prod (default FALCON_PROFILE)."),
+]
+ReleaseEnvOpt = Annotated[
+    Path | None,
+    typer.Option("--env-file", help="FALCON_* settings of the new release (KEY=VALUE lines)."),
+]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="FALCON_KEY=VALUE for the new release.")
+]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="Model directory the new release serves.")
+]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (shown in `falcon releases`).")]
+SkipGateOpt = Annotated[
+    str | None,
+    typer.Option("--skip-gate", help="Skip the gate (config and load test); reason journaled."),
+]
+FaultsOpt = Annotated[
+    bool, typer.Option("--allow-faults", help="Allow FALCON_FAULTS (a deliberate fault drill).")
+]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def client(profile: str | None) -> Any:
+    from falcon_platform.client.control import ControlClient
+    from falcon_platform.config.settings import load_settings
+
+    return ControlClient.from_settings(load_settings(profile=profile), timeout=30.0)
+
+
+def who() -> str:
+    """``user@host``: who created a release."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def release_env(
+    env_file: Path | None, sets: list[str] | None, model: Path | None
+) -> dict[str, str]:
+    """The new release's ``FALCON_*`` overrides from ``--env-file``, ``--set`` and ``--model``
+    (later ones win). Anything but ``FALCON_*`` keys is a usage error."""
+    from dotenv import dotenv_values  # python-dotenv: the parser pydantic-settings uses
+
+    env: dict[str, str] = {}
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(f"--env-file {env_file}: no such file")
+        for key, value in dotenv_values(env_file).items():
+            if not key.startswith("FALCON_"):
+                raise ConfigError(
+                    f"--env-file {env_file}: {key} is not a FALCON_* setting; a release changes "
+                    "only FALCON_* settings"
+                )
+            env[key] = value or ""
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("FALCON_"):
+            raise ConfigError(
+                f"--set {item!r}: write FALCON_KEY=VALUE, e.g. --set FALCON_BATCH_MAX_SIZE=16"
+            )
+        env[key] = value
+    if model is not None:
+        env["FALCON_MODEL_PATH"] = str(model.resolve())
+    return env
+
+
+def _when(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _gate_line(gate: dict[str, Any] | None, skip: str | None) -> str:
+    if skip:
+        return f"skipped ({skip})"
+    if not gate:
+        return "-"
+    return str(gate.get("verdict", "-"))
+
+
+def releases_table(body: dict[str, Any]) -> Table:
+    """A Rich table of releases (pure: data in, table out)."""
+    table = Table(title="Falcon releases")
+    for column in ("release", "state", "created (UTC)", "by", "gate", "steps", "changed", "reason"):
+        table.add_column(column, no_wrap=column not in {"reason", "changed"})
+    for r in body.get("releases", []):
+        steps = r.get("steps") or []
+        last = steps[-1].get("verdict", "-") if steps else "-"
+        changed = ", ".join(d["key"] for d in r.get("diff") or []) or "-"
+        table.add_row(
+            r["id"] + (" *" if r["id"] == body.get("stable") else ""),
+            r["state"],
+            _when(r.get("created_at")),
+            r.get("created_by", ""),
+            _gate_line(r.get("gate"), r.get("skip_gate_reason")),
+            f"{len(steps)} (last {last})" if steps else "-",
+            changed,
+            r.get("reason", ""),
+        )
+    return table
+
+
+def show_release(record: dict[str, Any], out: Console) -> None:
+    """Print one release for a human (what ``falcon releases show`` prints)."""
+    out.print(f"release {record['id']}  state {record['state']}  from {record.get('from_release')}")
+    out.print(f"  created   {_when(record.get('created_at'))} UTC by {record.get('created_by')}")
+    out.print(f"  reason    {record.get('reason')}")
+    out.print(f"  model     sha256 {record.get('model_sha256') or '-'}")
+    out.print(f"  settings  fingerprint {record.get('settings_fingerprint') or '-'}")
+    out.print(f"  spec      sha256 {record.get('spec_hash')}")
+    if record.get("skip_gate_reason"):
+        out.print(f"  gate      SKIPPED: {record['skip_gate_reason']}")
+    gate = record.get("gate") or {}
+    if gate:
+        out.print(f"  gate      {gate.get('verdict')}")
+        for check in gate.get("checks", []):
+            mark = "pass" if check.get("passed") else "FAIL"
+            out.print(f"    {mark}  {check.get('check')}: {check.get('detail')}", markup=False)
+    diff = record.get("diff") or []
+    out.print(f"  config diff against {record.get('from_release')}: {len(diff)} key(s)")
+    for row in diff:
+        out.print(f"    {row['key']}: {row['old']} -> {row['new']}", markup=False)
+    for step in record.get("steps") or []:
+        out.print(
+            f"  step {step.get('step')} ({step.get('weight')}%): {step.get('verdict')}  "
+            + "; ".join(step.get("reasons", [])),
+            markup=False,
+        )
+    for entry in record.get("history") or []:
+        out.print(
+            f"  {_when(entry.get('ts'))}  -> {entry.get('state')}: {entry.get('why')}", markup=False
+        )
+
+
+@app.callback()
+def releases(ctx: typer.Context, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """List releases (the stable one is marked *); `falcon releases show rN` for one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with client(profile) as c:
+        body = c.releases()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    _out().print(releases_table(body))
+
+
+@app.command()
+def show(
+    release_id: Annotated[str, typer.Argument(help="The release, e.g. r3.")],
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """One release: state, who/when/why, gate and canary verdicts with numbers, config diff."""
+    with client(profile) as c:
+        record = c.release(release_id)
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    show_release(record, _out())
+
+
+@app.command()
+def create(
+    reason: ReasonOpt,
+    env_file: ReleaseEnvOpt = None,
+    set_env: SetOpt = None,
+    model: ModelOpt = None,
+    skip_gate: SkipGateOpt = None,
+    allow_faults: FaultsOpt = False,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Create a release (judged by the config gate) without rolling it out."""
+    env = release_env(env_file, set_env, model)
+    with client(profile) as c:
+        record = c.create_release(
+            env, reason=reason, created_by=who(), skip_gate=skip_gate, allow_faults=allow_faults
+        )
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    show_release(record, _out())

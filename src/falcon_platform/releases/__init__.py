@@ -1,0 +1,1 @@
+"""Releases: numbered release records, the pre-production gate, the canary judge and rollouts."""
