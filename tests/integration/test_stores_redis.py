@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.stores.base import StoredResponse
@@ -117,3 +119,99 @@ async def test_hung_redis_costs_at_most_the_timeout_per_call(
         assert stores.degraded() == frozenset({"redis"})
     finally:
         redis_server.resume()
+
+
+# --- batching: one round trip per loop tick ---------------------------------------------------
+
+
+def command_calls(server: RedisServer) -> Counter[str]:
+    """Redis's own count of commands served, by name (INFO commandstats): an independent tally."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
+
+
+async def wait_for(condition: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_lookups_made_in_one_tick_reach_redis_as_one_mget(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    pipeline = stores.redis_pipeline
+    assert pipeline is not None
+    for i in range(64):  # write-behind: none of these waits for Redis
+        await stores.cache.set(f"t{i}", f"v{i}".encode())
+    await wait_for(lambda: command_calls(redis_server)["set"] >= 64, "the 64 cache fills")
+    assert await stores.idempotency.put("idem-0", response("a")) == response("a")
+    before, trips = command_calls(redis_server), pipeline.round_trips
+
+    got = await asyncio.gather(
+        *(stores.cache.get(f"t{i}") for i in range(64)),
+        stores.cache.get("never-set"),
+        stores.idempotency.get("idem-0"),
+        stores.idempotency.get("idem-missing"),
+    )
+
+    spent = command_calls(redis_server) - before
+    assert got[:64] == [f"v{i}".encode() for i in range(64)]
+    assert got[64:] == [None, response("a"), None]
+    assert pipeline.round_trips - trips == 1, "67 lookups in one tick: one round trip"
+    assert spent["mget"] == 1
+    assert spent["get"] == 0, f"no lookup went on its own: {dict(spent)}"
+    metrics = stores.stats()
+    assert metrics.redis_round_trips == pipeline.round_trips
+    assert metrics.redis_calls is not None
+    assert metrics.redis_calls >= 67 + 64
+
+
+async def test_cache_fills_of_one_tick_go_out_as_one_pipelined_round_trip(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    pipeline = stores.redis_pipeline
+    assert pipeline is not None
+    before, trips = command_calls(redis_server), pipeline.round_trips
+    for i in range(32):
+        await stores.cache.set(f"fill{i}", b"x")
+    assert pipeline.round_trips == trips, "a cache fill never waits for Redis"
+    await wait_for(lambda: pipeline.round_trips == trips + 1, "the fills' round trip")
+    await wait_for(lambda: (command_calls(redis_server) - before)["set"] == 32, "32 SETs")
+    assert await stores.cache.get_many([f"fill{i}" for i in range(32)]) == [b"x"] * 32
+    assert pipeline.round_trips == trips + 2
+
+
+async def test_a_batch_request_reads_all_its_texts_in_one_round_trip(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    before = command_calls(redis_server)
+    assert await stores.cache.get_many([f"m{i}" for i in range(50)]) == [None] * 50
+    spent = command_calls(redis_server) - before
+    assert (spent["mget"], spent["get"]) == (1, 0)
+
+
+async def test_a_local_first_level_answers_repeats_without_a_round_trip(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = Settings(home=tmp_path, redis_url=redis_server.url, redis_local_cache_entries=100)
+    built = build_stores(settings)
+    await built.start()
+    try:
+        pipeline = built.redis_pipeline
+        assert pipeline is not None
+        await built.cache.set("hot", b"1")
+        await wait_for(lambda: command_calls(redis_server)["set"] >= 1, "the fill")
+        trips = pipeline.round_trips
+        for _ in range(20):
+            assert await built.cache.get("hot") == b"1"
+        assert pipeline.round_trips == trips, "repeats are answered in-process"
+        assert await built.cache.get("cold") is None  # a local miss still asks Redis
+        assert pipeline.round_trips == trips + 1
+        assert built.status()["cache"]["details"]["local"]["entries"] == 1
+    finally:
+        await built.close()

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     redis_timeout_ms: float = Field(default=50, gt=0, le=60_000)
     redis_pool_size: int = Field(default=32, ge=1, le=10_000)
+    # With Redis: an in-process first level in front of its cache (entries; 0 = off, the
+    # default). Safe: a cache key names the model version and the text, so a local copy is
+    # never stale; but it keeps answering hot texts while Redis is away (no "degraded" then).
+    redis_local_cache_entries: int = Field(default=0, ge=0, le=10_000_000)
     database_url: SecretStr | None = None
     database_pool_size: int = Field(default=5, ge=1, le=1000)
     database_timeout_s: float = Field(default=5.0, gt=0, le=300)

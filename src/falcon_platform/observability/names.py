@@ -36,6 +36,8 @@ FAULTS_ACTIVE = "falcon_faults_active"  # gauge; fault, profile
 DEGRADED_RESPONSES = "falcon_degraded_responses_total"  # counter; dependency
 BREAKER_STATE = "falcon_circuit_breaker_state"  # gauge; dependency; 0 closed, 1 open, 2 half-open
 BREAKER_TRANSITIONS = "falcon_circuit_breaker_transitions_total"  # counter; dependency, to_state
+REDIS_ROUND_TRIPS = "falcon_redis_round_trips_total"  # counter: pipelines sent to Redis
+REDIS_CALLS = "falcon_redis_calls_total"  # counter: cache/idempotency calls those carried
 CONNECTIONS_OPEN = "falcon_connections_open"  # gauge: the public port's open connections
 CONNECTIONS_CLOSED = "falcon_connections_closed_total"  # counter; reason (Falcon closed it)
 

@@ -81,6 +81,11 @@ class _StoreCollector(Collector):
         for (dependency, to_state), count in sorted(s.breaker_transitions.items()):
             moves.add_metric([*self._base, dependency, to_state], count)
         yield moves
+        if s.redis_round_trips is not None:
+            yield counter(names.REDIS_ROUND_TRIPS, "Round trips (pipelines) sent to Redis.",
+                          s.redis_round_trips)  # fmt: skip
+            yield counter(names.REDIS_CALLS, "Cache and idempotency calls those carried.",
+                          s.redis_calls or 0)  # fmt: skip
 
 
 class _FaultCollector(Collector):

@@ -99,8 +99,8 @@ class Predictor:
         keys = [cache_key(model.version, h) for h in hashes]
         missing: list[int] = []
         width = 8 * len(model.labels)
-        for i, key in enumerate(keys):
-            cached = await cache.get(key) if cache is not None else None
+        found = await cache.get_many(keys) if cache is not None else [None] * len(keys)
+        for i, cached in enumerate(found):
             if cached is None or len(cached) != width:
                 missing.append(i)
             else:

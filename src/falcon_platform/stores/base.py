@@ -6,7 +6,7 @@ PostgreSQL) implement these; the serving layer depends on nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -72,6 +72,9 @@ class StoreStats:
     disk_budget_bytes: int = 0  # this worker's share of request_log_disk_budget_mb
     breaker_states: Mapping[str, int] = field(default_factory=dict)
     breaker_transitions: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # With Redis: round trips sent, and the calls they carried (calls / trips = batching).
+    redis_round_trips: int | None = None
+    redis_calls: int | None = None
 
 
 class ResponseCache(Protocol):
@@ -79,7 +82,13 @@ class ResponseCache(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
-    async def set(self, key: str, value: bytes) -> None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order (one round trip for a remote cache)."""
+        ...
+
+    async def set(self, key: str, value: bytes) -> None:
+        """Store, or queue the store (a remote cache may write behind the response)."""
+        ...
 
 
 class IdempotencyStore(Protocol):

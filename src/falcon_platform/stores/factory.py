@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.stores.base import (
@@ -35,6 +35,9 @@ from falcon_platform.stores.base import (
     StoreStats,
 )
 from falcon_platform.stores.breaker import CircuitBreaker
+
+if TYPE_CHECKING:  # redis is imported only when a worker uses it
+    from falcon_platform.stores.redis_pipeline import TickPipeline
 
 logger = logging.getLogger("falcon.stores")
 
@@ -60,6 +63,7 @@ class Stores:
         shutdown_grace_s: float = 30.0,
         on_start: tuple[Hook, ...] = (),
         on_close: tuple[Hook, ...] = (),
+        redis_pipeline: TickPipeline | None = None,
     ) -> None:
         self.cache = cache
         self.idempotency = idempotency
@@ -68,6 +72,7 @@ class Stores:
         self.shutdown_grace_s = shutdown_grace_s
         self._on_start = on_start
         self._on_close = on_close
+        self.redis_pipeline = redis_pipeline
 
     async def start(self) -> None:
         """Check/upgrade the schema, ship what an earlier incarnation left, start the shipper.
@@ -146,6 +151,8 @@ class Stores:
                 for name, b in self.breakers.items()
                 for to_state, count in b.transitions.items()
             },
+            redis_round_trips=pipe.round_trips if (pipe := self.redis_pipeline) else None,
+            redis_calls=pipe.calls if pipe else None,
         )
 
 
@@ -198,6 +205,7 @@ def build_stores(settings: Settings) -> Stores:
     on_close: list[Hook] = [close_local]
     cache: ResponseCache
     idempotency: IdempotencyStore
+    pipeline: TickPipeline | None = None
     if settings.redis_url is None:
         cache = MemoryCache(
             max_entries=settings.cache_max_entries,
@@ -206,6 +214,7 @@ def build_stores(settings: Settings) -> Stores:
         )
         idempotency = local
     else:
+        from falcon_platform.stores.redis_pipeline import TickPipeline
         from falcon_platform.stores.redis_stores import (
             RedisCache,
             RedisIdempotencyStore,
@@ -216,21 +225,28 @@ def build_stores(settings: Settings) -> Stores:
         client = make_redis_client(settings)
         redis_breaker = CircuitBreaker("redis", policy)
         breakers["redis"] = redis_breaker
-        timeout_s = settings.redis_timeout_ms / 1000
-        cache = RedisCache(client, redis_breaker, ttl_s=settings.cache_ttl_s, timeout_s=timeout_s)
-        idempotency = RedisIdempotencyStore(
+        pipeline = TickPipeline(
             client,
             redis_breaker,
-            fallback=local,
-            ttl_s=settings.idempotency_ttl_s,
-            timeout_s=timeout_s,
+            timeout_s=settings.redis_timeout_ms / 1000,
+            max_inflight=min(4, settings.redis_pool_size),
+        )
+        local_cache = MemoryCache(
+            max_entries=settings.redis_local_cache_entries,
+            max_bytes=settings.cache_max_bytes,
+            ttl_s=settings.cache_ttl_s,
+        )
+        cache = RedisCache(pipeline, ttl_s=settings.cache_ttl_s, local=local_cache)
+        idempotency = RedisIdempotencyStore(
+            pipeline, fallback=local, ttl_s=settings.idempotency_ttl_s
         )
 
         async def close_redis() -> None:
+            await pipeline.drain(timeout_s=min(1.0, settings.shutdown_grace_s))
             await client.aclose()
 
         async def warm_redis() -> None:
-            await warm_pool(client, settings.redis_pool_size)
+            await warm_pool(client, pipeline.max_inflight)  # what the pipeline uses
 
         on_close.insert(0, close_redis)
         on_start.append(warm_redis)
@@ -243,4 +259,5 @@ def build_stores(settings: Settings) -> Stores:
         shutdown_grace_s=settings.shutdown_grace_s,
         on_start=tuple(on_start),
         on_close=tuple(on_close),
+        redis_pipeline=pipeline,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # What one entry costs beyond its key and value bytes (dict slot, links, timestamps), so a
@@ -48,6 +48,16 @@ class MemoryCache:
         return len(value) + ENTRY_OVERHEAD_BYTES
 
     async def get(self, key: str) -> bytes | None:
+        return self.lookup(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.lookup(key) for key in keys]
+
+    async def set(self, key: str, value: bytes) -> None:
+        self.store(key, value)
+
+    def lookup(self, key: str) -> bytes | None:
+        """The value, or None if absent or expired (synchronous: also Redis's first level)."""
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -57,7 +67,7 @@ class MemoryCache:
         self._data.move_to_end(key)
         return entry[1]
 
-    async def set(self, key: str, value: bytes) -> None:
+    def store(self, key: str, value: bytes) -> None:
         size = self._size(value)
         if not self.enabled or size > self.max_bytes:
             return  # larger than the whole budget: not cacheable, not an error

@@ -1,14 +1,17 @@
 """Redis-backed response cache and idempotency keys, behind the "redis" circuit breaker.
 
-    client = make_redis_client(settings)             # pooled, every call bounded by redis_timeout_ms
-    breaker = CircuitBreaker("redis")
-    cache = RedisCache(client, breaker, ttl_s=600, timeout_s=0.05)
-    idem = RedisIdempotencyStore(client, breaker, fallback=sqlite_store, ttl_s=86_400, timeout_s=0.05)
+    client = make_redis_client(settings)         # pooled; every socket wait <= redis_timeout_ms
+    pipeline = TickPipeline(client, CircuitBreaker("redis"), timeout_s=0.05)
+    cache = RedisCache(pipeline, ttl_s=600, local=MemoryCache(...))   # local: optional L1
+    idem = RedisIdempotencyStore(pipeline, fallback=sqlite_store, ttl_s=86_400)
 
-Neither ever raises on a Redis failure: the cache answers a miss and stores nothing; the
-idempotency store answers from the embedded SQLite store on this machine. While the
-breaker is open Redis is not called at all (``Stores.degraded()`` names "redis").
-Only reads are retried (tenacity, jittered), and never past the call's time budget.
+Both share one :class:`~falcon_platform.stores.redis_pipeline.TickPipeline`: the lookups made
+during one pass of the event loop go to Redis as one ``MGET``, cache fills ride the next round
+trip off the response path, and an idempotency claim (``SET NX`` + ``GET``) is pipelined with
+them. Neither ever raises on a Redis failure: the cache answers a miss and stores nothing; the
+idempotency store answers from the embedded SQLite store on this machine. While the breaker is
+open Redis is not called at all (``Stores.degraded()`` names "redis"). Nothing is retried:
+a lookup that fails is a miss (or a fallback read), and one round trip is one breaker event.
 """
 
 from __future__ import annotations
@@ -16,33 +19,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity import wait_random_exponential as wait_jittered
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.stores.base import IdempotencyStore, StoredResponse
-from falcon_platform.stores.breaker import CircuitBreaker
+from falcon_platform.stores.memory_cache import MemoryCache
+from falcon_platform.stores.redis_pipeline import TickPipeline
 
 logger = logging.getLogger("falcon.stores.redis")
 
-T = TypeVar("T")
 CACHE_PREFIX = "falcon:cache:"
 IDEMPOTENCY_PREFIX = "falcon:idem:"
-_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 def make_redis_client(settings: Settings) -> Redis:
     """A pooled client: pool of ``redis_pool_size``, every socket wait <= ``redis_timeout_ms``.
 
-    redis-py's own retries are off: the breaker and our bounded retries decide.
+    redis-py's own retries are off: the breaker decides.
     """
     assert settings.redis_url is not None
     timeout = settings.redis_timeout_ms / 1000
@@ -87,65 +86,54 @@ async def _ping(client: Redis) -> bool:
     return True
 
 
-class _Guarded:
-    """Runs one Redis call under the breaker and a hard time budget."""
+class RedisCache:
+    """The response cache in Redis, read and written through the loop's :class:`TickPipeline`.
 
-    def __init__(self, breaker: CircuitBreaker, timeout_s: float) -> None:
-        self.breaker = breaker
-        self.timeout_s = timeout_s
-        self.dependency = breaker.name
+    A small in-process first level (``local``, optional) answers repeated texts without a
+    round trip. It is safe because a cache key names the model version and the text's hash:
+    the value under a key never changes, so a local copy is never stale (it only expires
+    with the same TTL as Redis's copy)."""
 
-    async def call(
-        self, op: Callable[[], Awaitable[T]], *, idempotent: bool
-    ) -> tuple[bool, T | None]:
-        """(ok, result). Never raises for a Redis failure; records it on the breaker."""
-        if not self.breaker.allow():
-            return False, None
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                result: T | None = None
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(2 if idempotent else 1)
-                    | stop_after_delay(max(0.0, deadline - time.monotonic())),
-                    wait=wait_jittered(multiplier=self.timeout_s / 20, max=self.timeout_s / 5),
-                    retry=retry_if_exception_type(_FAILURES),
-                    reraise=True,
-                ):
-                    with attempt:
-                        result = await op()
-        except _FAILURES as exc:
-            self.breaker.record_failure(exc)
-            return False, None
-        self.breaker.record_success()
-        return True, result
-
-
-class RedisCache(_Guarded):
     backend = "redis"
 
     def __init__(
-        self, client: Redis, breaker: CircuitBreaker, *, ttl_s: float, timeout_s: float
+        self, pipeline: TickPipeline, *, ttl_s: float, local: MemoryCache | None = None
     ) -> None:
-        super().__init__(breaker, timeout_s)
-        self.client = client
+        self.pipeline = pipeline
+        self.breaker = pipeline.breaker
+        self.dependency = pipeline.breaker.name
         self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.local = local if local is not None and local.enabled else None
 
     async def get(self, key: str) -> bytes | None:
-        _, value = await self.call(lambda: self.client.get(CACHE_PREFIX + key), idempotent=True)
-        return value if isinstance(value, bytes) else None
+        local = self.local
+        if local is not None and (value := local.lookup(key)) is not None:
+            return value
+        _, value = await self.pipeline.get(CACHE_PREFIX + key)
+        if value is not None and local is not None:
+            local.store(key, value)
+        return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """All the keys in one round trip (they join the same tick's MGET)."""
+        futures = [self.pipeline.get(CACHE_PREFIX + key) for key in keys]
+        return [(await future)[1] for future in futures]
 
     async def set(self, key: str, value: bytes) -> None:
-        await self.call(
-            lambda: self.client.set(CACHE_PREFIX + key, value, px=self.ttl_ms), idempotent=False
-        )
+        if self.local is not None:
+            self.local.store(key, value)
+        self.pipeline.set_later(CACHE_PREFIX + key, value, px=self.ttl_ms)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        details: dict[str, Any] = {
             "ttl_ms": self.ttl_ms,
-            "timeout_ms": self.timeout_s * 1000,
+            "timeout_ms": self.pipeline.timeout_s * 1000,
             "bypassed": not self.breaker.is_closed,
+            **self.pipeline.describe(),
         }
+        if self.local is not None:
+            details["local"] = self.local.describe()
+        return details
 
 
 def encode_stored(response: StoredResponse) -> bytes:
@@ -163,20 +151,19 @@ def decode_stored(value: bytes) -> StoredResponse:
     )
 
 
-class RedisIdempotencyStore(_Guarded):
+class RedisIdempotencyStore:
     backend = "redis"
 
     def __init__(
         self,
-        client: Redis,
-        breaker: CircuitBreaker,
+        pipeline: TickPipeline,
         *,
         fallback: IdempotencyStore,
         ttl_s: float,
-        timeout_s: float,
     ) -> None:
-        super().__init__(breaker, timeout_s)
-        self.client = client
+        self.pipeline = pipeline
+        self.breaker = pipeline.breaker
+        self.dependency = pipeline.breaker.name
         self.fallback = fallback
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.ttl_s = ttl_s
@@ -185,36 +172,28 @@ class RedisIdempotencyStore(_Guarded):
         self._fallback_live_until = 0.0
 
     async def get(self, key: str) -> StoredResponse | None:
-        ok, value = await self.call(
-            lambda: self.client.get(IDEMPOTENCY_PREFIX + key), idempotent=True
-        )
-        if isinstance(value, bytes):
+        ok, value = await self.pipeline.get(IDEMPOTENCY_PREFIX + key)
+        if value is not None:
             return decode_stored(value)
         if not ok or time.monotonic() < self._fallback_live_until:
             return await self.fallback.get(key)
         return None
 
     async def put(self, key: str, response: StoredResponse) -> StoredResponse:
-        name = IDEMPOTENCY_PREFIX + key
-        encoded = encode_stored(response)
-
-        async def set_or_get() -> bytes | None:
-            # SET NX decides the race atomically; the loser reads the winner's response.
-            if await self.client.set(name, encoded, nx=True, px=self.ttl_ms):
-                return None
-            existing = await self.client.get(name)
-            return existing if isinstance(existing, bytes) else None
-
-        ok, existing = await self.call(set_or_get, idempotent=False)
+        # SET NX decides the race atomically (awaited: the answer depends on it); the loser
+        # reads the winner's response from the GET pipelined right behind it.
+        ok, existing = await self.pipeline.claim(
+            IDEMPOTENCY_PREFIX + key, encode_stored(response), px=self.ttl_ms
+        )
         if not ok:
             self._fallback_live_until = time.monotonic() + self.ttl_s
             return await self.fallback.put(key, response)
-        return decode_stored(existing) if isinstance(existing, bytes) else response
+        return decode_stored(existing) if existing is not None else response
 
     def describe(self) -> dict[str, Any]:
         return {
             "ttl_ms": self.ttl_ms,
-            "timeout_ms": self.timeout_s * 1000,
+            "timeout_ms": self.pipeline.timeout_s * 1000,
             "fallback": self.fallback.backend,
             "using_fallback": not self.breaker.is_closed,
         }

@@ -12,6 +12,7 @@ Integration tests use the real backends (``build_stores``) and real servers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from falcon_platform.errors import OverloadedError
@@ -35,6 +36,9 @@ class FakeResponseCache:
     async def get(self, key: str) -> bytes | None:
         self.gets += 1
         return None if self.fail else self.data.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes) -> None:
         self.sets += 1
