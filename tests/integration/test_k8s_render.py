@@ -34,7 +34,13 @@ from falcon_platform.config.spec import Spec
 from falcon_platform.render.k8s import ENVIRONMENTS, K8sOptions, manifests, render_layout
 from falcon_platform.render.k8s.layout import RPS_COMPONENT
 from falcon_platform.render.k8s.pod import drain_budget_s
-from falcon_platform.testing.k8s import kubectl, kustomize_build, latest_kubernetes, validate_core
+from falcon_platform.testing.k8s import (
+    kubectl,
+    kustomize_build,
+    latest_kubernetes,
+    validate_core,
+    validate_custom,
+)
 from falcon_platform.testing.net import free_port
 from falcon_platform.testing.servers import find_binary
 
@@ -43,6 +49,13 @@ pytestmark = pytest.mark.integration
 OPTIONS = K8sOptions(image="registry.example/falcon:0.1.0")
 FALCON = str(Path(sys.executable).parent / "falcon")
 MI = 1_048_576
+WORKLOAD_KINDS = ("Rollout", "Deployment")
+CUSTOM_API_GROUPS = ("monitoring.coreos.com/", "argoproj.io/")
+CRDS = Path(__file__).parents[1] / "data" / "k8s-crds"
+ARGO_CRDS = {
+    "Rollout": CRDS / "argo-rollouts-rollout-crd.yaml",
+    "AnalysisTemplate": CRDS / "argo-rollouts-analysis-template-crd.yaml",
+}
 
 
 def settings_for(env: str, **values: Any) -> Settings:
@@ -71,8 +84,10 @@ def test_kubectl_kustomize_builds_each_overlay_into_the_rendered_objects(
     expected = manifests(Spec(), settings_for(env), OPTIONS, env)
     assert keyed(built) == keyed(expected)
     for obj in built:
-        if not obj["apiVersion"].startswith("monitoring.coreos.com/"):
+        if not obj["apiVersion"].startswith(CUSTOM_API_GROUPS):
             validate_core(obj, latest_kubernetes())
+        elif obj["kind"] in ARGO_CRDS:  # as built: kustomize must not have mangled them
+            validate_custom(obj, ARGO_CRDS[obj["kind"]])
 
 
 def test_the_requests_per_second_component_adds_a_valid_hpa_metric(
@@ -177,7 +192,7 @@ def test_the_cli_writes_no_secret_from_its_environment(tmp_path: Path) -> None:
     )  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     assert all(n not in printed.stdout for n in needles)
-    assert any(d["kind"] == "Deployment" for d in yaml.safe_load_all(printed.stdout) if d)
+    assert any(d["kind"] == "Rollout" for d in yaml.safe_load_all(printed.stdout) if d)
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -203,8 +218,8 @@ def _pod_process(
 ) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
     """Run the serving container's command with the pod's environment, paths moved under
     tmp_path (the pod's mounts), bound to loopback on a free port."""
-    (deployment,) = [o for k, o in objs.items() if k[0] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (workload,) = [o for k, o in objs.items() if k[0] in WORKLOAD_KINDS]
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
     data = dict(objs[("ConfigMap", "falcon-settings")]["data"])
     spec_text = objs[("ConfigMap", "falcon-spec")]["data"]["falcon.yaml"]
     (tmp_path / "spec").mkdir()
@@ -271,8 +286,8 @@ def test_the_pod_command_serves_probes_exports_its_limit_and_drains_in_its_grace
 ) -> None:
     rendered = settings_for("prod", shutdown_grace_s=4.0, inference_timeout_ms=3000)
     objs = keyed(manifests(Spec(), rendered, OPTIONS, "prod"))
-    (deployment,) = [o for k, o in objs.items() if k[0] == "Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
+    (workload,) = [o for k, o in objs.items() if k[0] in WORKLOAD_KINDS]
+    pod = workload["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     budget = drain_budget_s(rendered)
     assert budget == 0.5 + 4 + 3 + 4

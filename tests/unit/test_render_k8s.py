@@ -62,9 +62,15 @@ def by_kind(objs: dict[str, dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objs.values() if o["kind"] == kind]
 
 
+def workload(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The object that runs the serving pods: a Rollout (the spec has canary steps) or a
+    Deployment."""
+    (found,) = by_kind(objs, "Rollout") + by_kind(objs, "Deployment")
+    return found
+
+
 def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    (deployment,) = by_kind(objs, "Deployment")
-    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    (c,) = workload(objs)["spec"]["template"]["spec"]["containers"]
     return c
 
 
@@ -90,7 +96,9 @@ def test_each_environment_renders_the_objects_of_the_issue() -> None:
         "ConfigMap/falcon-settings",
         "ConfigMap/falcon-spec",
         "ConfigMap/falcon-dashboard",
-        "Deployment/falcon",
+        "Rollout/falcon",
+        "AnalysisTemplate/falcon-canary",
+        "AnalysisTemplate/falcon-canary-traffic",
         "Service/falcon",
         "HorizontalPodAutoscaler/falcon",
         "PodDisruptionBudget/falcon",
@@ -194,19 +202,19 @@ def test_startup_probe_waits_as_long_as_the_supervisor_would() -> None:
 def test_the_drain_fits_in_the_grace_period() -> None:
     """Defaults: 5 s preStop + ceil(0.5 settle + 30 in-flight + 5 batcher + 30 shipping) + 5."""
     objs = objects()
-    pod = objs["Deployment/falcon"]["spec"]["template"]["spec"]
+    pod = workload(objs)["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 5 + 66 + 5
     assert container(objs)["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
     s = pod_settings(objs)
     assert s.shutdown_grace_s == 30
     short = objects(s=settings("prod", shutdown_grace_s=4.0, inference_timeout_ms=1500))
-    pod = short["Deployment/falcon"]["spec"]["template"]["spec"]
+    pod = workload(short)["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 5 + math.ceil(0.5 + 4 + 1.5 + 4) + 5
 
 
 def test_security_context_and_every_path_the_worker_writes_is_a_volume() -> None:
     objs = objects()
-    pod = objs["Deployment/falcon"]["spec"]["template"]["spec"]
+    pod = workload(objs)["spec"]["template"]["spec"]
     c = container(objs)
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
@@ -233,7 +241,7 @@ def test_security_context_and_every_path_the_worker_writes_is_a_volume() -> None
 def test_the_spool_volume_holds_the_workers_whole_disk_budget() -> None:
     for budget in (1024, 100):
         objs = objects(s=settings("prod", request_log_disk_budget_mb=budget))
-        pod = objs["Deployment/falcon"]["spec"]["template"]["spec"]
+        pod = workload(objs)["spec"]["template"]["spec"]
         (spool,) = [v for v in pod["volumes"] if v["name"] == "spool"]
         s = pod_settings(objs)
         share = disk_budget_share(s)  # the worker's own arithmetic: one worker per pod
@@ -297,9 +305,9 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def test_selectors_and_targets_find_the_serving_pods() -> None:
     objs = objects()
-    workload = objs["Deployment/falcon"]
-    labels = workload["spec"]["template"]["metadata"]["labels"]
-    assert _selects(workload["spec"]["selector"]["matchLabels"], labels)
+    serving = workload(objs)
+    labels = serving["spec"]["template"]["metadata"]["labels"]
+    assert _selects(serving["spec"]["selector"]["matchLabels"], labels)
     assert _selects(objs["Service/falcon"]["spec"]["selector"], labels)
     assert _selects(objs["PodDisruptionBudget/falcon"]["spec"]["selector"]["matchLabels"], labels)
     assert _selects(objs["NetworkPolicy/falcon"]["spec"]["podSelector"]["matchLabels"], labels)
@@ -308,7 +316,7 @@ def test_selectors_and_targets_find_the_serving_pods() -> None:
         objs["ServiceMonitor/falcon"]["spec"]["selector"]["matchLabels"], service_labels
     )
     target = objs["HorizontalPodAutoscaler/falcon"]["spec"]["scaleTargetRef"]
-    assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "falcon"}
+    assert target == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "falcon"}
     (sport,) = objs["Service/falcon"]["spec"]["ports"]
     (endpoint,) = objs["ServiceMonitor/falcon"]["spec"]["endpoints"]
     assert endpoint["port"] == sport["name"]
@@ -326,7 +334,7 @@ def test_hpa_bounds_per_environment() -> None:
     for env, bounds in (("dev", (1, 2)), ("staging", (2, 4)), ("prod", (3, 12))):
         hpa = objects(env=env)["HorizontalPodAutoscaler/falcon"]["spec"]
         assert (hpa["minReplicas"], hpa["maxReplicas"]) == bounds
-    assert "replicas" not in objects()["Deployment/falcon"]["spec"], "the HPA owns the count"
+    assert "replicas" not in workload(objects())["spec"], "the HPA owns the count"
 
 
 def test_migrations_run_in_a_job_once_per_release_never_in_serving_pods() -> None:
@@ -348,7 +356,7 @@ def test_migrations_run_in_a_job_once_per_release_never_in_serving_pods() -> Non
 
 def test_a_settings_or_spec_change_rolls_the_pods() -> None:
     def config_hash(objs: dict[str, dict[str, Any]]) -> str:
-        annotations = objs["Deployment/falcon"]["spec"]["template"]["metadata"]["annotations"]
+        annotations = workload(objs)["spec"]["template"]["metadata"]["annotations"]
         return str(annotations["falcon/config-hash"])
 
     first = config_hash(objects())
@@ -363,8 +371,8 @@ def test_overlays_patch_only_what_differs_from_the_base() -> None:
     prod_patches = sorted(f for f in files if f.startswith("overlays/prod/patches/"))
     assert prod_patches == [
         "overlays/prod/patches/configmap-settings.yaml",
-        "overlays/prod/patches/deployment.yaml",
         "overlays/prod/patches/hpa.yaml",
+        "overlays/prod/patches/rollout.yaml",
     ]
     ops = yaml.safe_load(files["overlays/prod/patches/configmap-settings.yaml"])
     assert ops == [{"op": "replace", "path": "/data/FALCON_PROFILE", "value": "prod"}]

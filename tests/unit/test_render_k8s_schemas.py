@@ -2,9 +2,9 @@
 
 Core kinds: kubernetes-validate --strict (the oldest Kubernetes the manifests are for and the
 newest schema it ships). ServiceMonitor and PrometheusRule: the Prometheus Operator's CRD
-schemas (tests/data/k8s-crds, copies of ../shared/k8s-crds), closed against unknown fields
-as the apiserver's strict field validation is. Each validator is shown to reject a broken
-object, so a pass means something.
+schemas; Rollout and AnalysisTemplate: Argo Rollouts' (tests/data/k8s-crds, copies of
+../shared/k8s-crds), closed against unknown fields as the apiserver's strict field validation
+is. Each validator is shown to reject a broken object, so a pass means something.
 """
 
 from __future__ import annotations
@@ -36,14 +36,16 @@ SHARED_CRDS = ROOT.parent / "shared" / "k8s-crds"
 CRD_FILES = {
     "ServiceMonitor": CRDS / "monitoring.coreos.com_servicemonitors.yaml",
     "PrometheusRule": CRDS / "monitoring.coreos.com_prometheusrules.yaml",
+    "Rollout": CRDS / "argo-rollouts-rollout-crd.yaml",
+    "AnalysisTemplate": CRDS / "argo-rollouts-analysis-template-crd.yaml",
 }
 GOLDEN = ROOT / "tests" / "golden" / "k8s"
 EXAMPLE = ROOT / "deploy" / "k8s"
 GOLDEN_OPTIONS = K8sOptions(image="registry.example/falcon:0.1.0")
 
 
-def env_objects(env: str) -> list[dict[str, Any]]:
-    return manifests(Spec(), Settings.model_construct(profile=env), GOLDEN_OPTIONS, env)
+def env_objects(env: str, options: K8sOptions = GOLDEN_OPTIONS) -> list[dict[str, Any]]:
+    return manifests(Spec(), Settings.model_construct(profile=env), options, env)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -51,29 +53,60 @@ def env_objects(env: str) -> list[dict[str, Any]]:
 def test_every_core_object_passes_kubernetes_validate_strict(env: str, version: str) -> None:
     version = latest_kubernetes() if version == "latest" else version
     core = [o for o in env_objects(env) if o["kind"] not in CRD_FILES]
-    assert len(core) == 12
+    assert len(core) == 11
     for obj in core:
         validate_core(obj, version)
+    # the Rollout's pod template, as a Deployment's, against the core schema (stricter types
+    # than the CRD's copy of it); and the Deployment rendered for a cluster without Argo
+    (rollout,) = [o for o in env_objects(env) if o["kind"] == "Rollout"]
+    as_deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": rollout["metadata"],
+        "spec": {"selector": rollout["spec"]["selector"], "template": rollout["spec"]["template"]},
+    }
+    validate_core(as_deployment, version)
+    plain = env_objects(env, K8sOptions(image=GOLDEN_OPTIONS.image, rollout=False))
+    (deployment,) = [o for o in plain if o["kind"] == "Deployment"]
+    validate_core(deployment, version)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_custom_resources_pass_their_crd_schemas(env: str) -> None:
     custom = [o for o in env_objects(env) if o["kind"] in CRD_FILES]
-    assert sorted(o["kind"] for o in custom) == ["PrometheusRule", "ServiceMonitor"]
+    assert sorted(o["kind"] for o in custom) == [
+        "AnalysisTemplate",
+        "AnalysisTemplate",
+        "PrometheusRule",
+        "Rollout",
+        "ServiceMonitor",
+    ]
     for obj in custom:
         validate_custom(obj, CRD_FILES[obj["kind"]])
 
 
 def test_the_validators_reject_broken_objects() -> None:
     objs = {o["kind"]: o for o in env_objects("prod")}
-    deployment = copy.deepcopy(objs["Deployment"])
-    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProb"] = {}
+    hpa = copy.deepcopy(objs["HorizontalPodAutoscaler"])
+    hpa["spec"]["minReplica"] = 3
     with pytest.raises(kubernetes_validate.ValidationError):
-        validate_core(deployment, latest_kubernetes())
-    grace = copy.deepcopy(objs["Deployment"])
-    grace["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "76"
+        validate_core(hpa, latest_kubernetes())
+    job = copy.deepcopy(objs["Job"])
+    job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "76"
     with pytest.raises(kubernetes_validate.ValidationError):
-        validate_core(grace, latest_kubernetes())
+        validate_core(job, latest_kubernetes())
+    rollout = copy.deepcopy(objs["Rollout"])
+    rollout["spec"]["template"]["spec"]["containers"][0]["readinessProb"] = {}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(rollout, CRD_FILES["Rollout"])
+    step = copy.deepcopy(objs["Rollout"])
+    step["spec"]["strategy"]["canary"]["steps"][0] = {"setWeigth": 10}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(step, CRD_FILES["Rollout"])
+    template = copy.deepcopy(objs["AnalysisTemplate"])
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["querry"] = "up"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(template, CRD_FILES["AnalysisTemplate"])
     monitor = copy.deepcopy(objs["ServiceMonitor"])
     monitor["spec"]["endpoints"][0]["scheme"] = "ftp"
     with pytest.raises(jsonschema.ValidationError):

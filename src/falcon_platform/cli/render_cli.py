@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -86,15 +86,38 @@ ImageOpt = Annotated[
     ),
 ]
 
+PrometheusUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-url",
+        help="Where Argo Rollouts queries Prometheus for the canary analysis "
+        "(default http://prometheus-operated.monitoring.svc:9090).",
+    ),
+]
+DeploymentOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deployment",
+        help="A Deployment even when the spec has canary steps (a cluster without Argo "
+        "Rollouts: no canary, no analysis).",
+    ),
+]
+
 
 @app.command()
 def k8s(
-    spec: SpecOpt = None, out: OutOpt = None, env: EnvOpt = None, image: ImageOpt = None
+    spec: SpecOpt = None,
+    out: OutOpt = None,
+    env: EnvOpt = None,
+    image: ImageOpt = None,
+    prometheus_url: PrometheusUrlOpt = None,
+    deployment: DeploymentOpt = False,
 ) -> None:
     """Kubernetes: a Kustomize layout (base + overlays per environment); docs/KUBERNETES.md.
 
     Each environment's settings are loaded like `falcon config check --profile ENV` does
-    (config/ENV.env, .env, the environment); secret settings become Secret references."""
+    (config/ENV.env, .env, the environment); secret settings become Secret references. With
+    canary steps in the spec the pods run as an Argo Rollout judged by AnalysisTemplates."""
     from falcon_platform.config.settings import load_settings
     from falcon_platform.config.specfile import load_spec
     from falcon_platform.errors import ConfigError
@@ -108,7 +131,14 @@ def k8s(
             "give --out DIR for the Kustomize layout, or --env ENV to print one environment's "
             "manifests on stdout"
         )
-    options = K8sOptions() if image is None else K8sOptions(image=image)
+    overrides: dict[str, Any] = {}
+    if image is not None:
+        overrides["image"] = image
+    if prometheus_url is not None:
+        overrides["prometheus_url"] = prometheus_url
+    if deployment:
+        overrides["rollout"] = False
+    options = K8sOptions(**overrides)
     the_spec = load_spec(spec)
     chosen = [env] if env is not None else list(ENVIRONMENTS)
     settings = {e: load_settings(profile=e) for e in chosen}

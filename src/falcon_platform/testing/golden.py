@@ -3,7 +3,7 @@
 ``FALCON_UPDATE_GOLDEN=1`` rewrites the file (review the diff before committing); under
 ``CI=true`` that is refused, so CI can never bless its own output::
 
-    assert_golden(Path("tests/golden/k8s/base/deployment.yaml"), text)
+    assert_golden(Path("tests/golden/k8s/base/rollout.yaml"), text)
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ scripts/install-system-deps.sh should have installed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -61,9 +62,12 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+@functools.lru_cache(maxsize=16)
 def crd_schema(crd_file: Path, version: str = "v1") -> dict[str, Any]:
-    """The strict openAPIV3Schema of one served version of a CRD file."""
-    crd = next(d for d in yaml.safe_load_all(crd_file.read_text()) if d)
+    """The strict openAPIV3Schema of one served version of a CRD file (cached: Argo's are
+    ~600 kB; libyaml's loader where PyYAML has it, ten times faster)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = next(d for d in yaml.load_all(crd_file.read_text(), Loader=loader) if d)
     for served in crd["spec"]["versions"]:
         if served["name"] == version:
             schema: dict[str, Any] = _strict(served["schema"]["openAPIV3Schema"])

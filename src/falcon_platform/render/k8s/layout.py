@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonpatch
 
@@ -26,7 +27,7 @@ from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.config.spec_template import render_spec_template
 from falcon_platform.errors import ConfigError
-from falcon_platform.render.k8s import monitoring, network
+from falcon_platform.render.k8s import analysis, monitoring, network
 from falcon_platform.render.k8s import options as o
 from falcon_platform.render.k8s.migrations import migration_job
 from falcon_platform.render.k8s.names import Names
@@ -37,6 +38,7 @@ from falcon_platform.render.k8s.workload import (
     autoscaler,
     disruption_budget,
     requests_per_second_metric,
+    serving_rollout,
     serving_workload,
 )
 from falcon_platform.render.k8s.yamltext import dump_all, dump_one
@@ -62,6 +64,16 @@ class Resource:
     @property
     def key(self) -> tuple[str, str]:
         return self.obj["kind"], self.obj["metadata"]["name"]
+
+
+def check_prometheus_url(url: str) -> None:
+    """Argo's controller needs an absolute URL (scheme and host) to query."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"Prometheus URL {url!r} is not an http(s) URL with a host: pass --prometheus-url "
+            f"like {o.DEFAULT_PROMETHEUS_URL}"
+        )
 
 
 def check_image(image: str) -> None:
@@ -90,10 +102,34 @@ def resources(
     names = Names(spec.service)
     data = settings_data(settings, spec)
     spec_text = render_spec_template(spec)
+    rollout = options.uses_rollout(len(spec.canary.steps))
     template = pod_template(
-        spec, settings, options, names, config_hash=config_hash(data, spec_text)
+        spec,
+        settings,
+        options,
+        names,
+        config_hash=config_hash(data, spec_text),
+        hash_label=o.ROLLOUT_HASH_LABEL if rollout else o.DEPLOYMENT_HASH_LABEL,
     )
-    workload = serving_workload(names, template)
+    if rollout:
+        pauses = [step.pause for step in spec.canary.steps]
+        workload_files = [
+            Resource("rollout.yaml", serving_rollout(names, template, spec.canary)),
+            Resource(
+                "analysistemplate-canary.yaml",
+                analysis.canary_analysis(spec.canary, names, options, pauses),
+            ),
+        ]
+        if spec.canary.min_requests > 0:
+            workload_files.append(
+                Resource(
+                    "analysistemplate-canary-traffic.yaml",
+                    analysis.canary_traffic(spec.canary, names, options),
+                )
+            )
+    else:
+        workload_files = [Resource("deployment.yaml", serving_workload(names, template))]
+    workload = workload_files[0].obj
     return [
         Resource("serviceaccount.yaml", network.service_account(names)),
         Resource(
@@ -114,7 +150,7 @@ def resources(
                 "data": {o.SPEC_FILE: spec_text},
             },
         ),
-        Resource("deployment.yaml", workload),
+        *workload_files,
         Resource("service.yaml", network.service(names)),
         Resource(
             "hpa.yaml",
@@ -135,6 +171,7 @@ def manifests(
 ) -> list[dict[str, Any]]:
     """One environment's objects as ``kubectl kustomize overlays/<env>`` builds them."""
     check_image(options.image)
+    check_prometheus_url(options.prometheus_url)
     namespace = options.namespace(spec.service, env)
     objects = [network.namespace(namespace)]
     for r in resources(spec, settings, options, options.replicas_for(env)):
@@ -209,6 +246,7 @@ def render_layout(
     """Relative path -> text: ``base/``, ``overlays/<env>/`` for each given environment,
     ``components/``. Pure: the caller loads the settings and writes the files."""
     check_image(options.image)
+    check_prometheus_url(options.prometheus_url)
     unknown = sorted(set(environments) - set(o.ENVIRONMENTS))
     if unknown:
         raise ConfigError(

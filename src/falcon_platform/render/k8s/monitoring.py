@@ -30,7 +30,7 @@ def service_monitor(spec: Spec, names: Names) -> dict[str, Any]:
                     "port": o.PORT_NAME,
                     "path": "/metrics",
                     "scheme": "https",
-                    "interval": "15s",
+                    "interval": f"{o.SCRAPE_INTERVAL_S}s",
                     "tlsConfig": {
                         "ca": {"secret": {"name": names.tls, "key": "ca.crt"}},
                         "serverName": names.service,

@@ -47,6 +47,16 @@ class Names:
         return f"{self.service}-dashboard"
 
     @property
+    def canary_analysis(self) -> str:
+        """AnalysisTemplate: the canary judge, measured through a Rollout's canary steps."""
+        return f"{self.service}-canary"
+
+    @property
+    def canary_traffic(self) -> str:
+        """AnalysisTemplate: did the canary serve enough requests for a verdict (each step)."""
+        return f"{self.service}-canary-traffic"
+
+    @property
     def migrate_policy(self) -> str:
         return f"{self.service}-db-upgrade"
 
@@ -54,7 +64,7 @@ class Names:
         return f"{self.service}-db-upgrade-{release_hash}"
 
     def selector(self, component: str) -> dict[str, str]:
-        """Selector labels: never change them (a Deployment's selector is immutable)."""
+        """Selector labels: never change them (a Deployment's or Rollout's selector is immutable)."""
         return {o.NAME_LABEL: self.service, o.COMPONENT_LABEL: component}
 
     def labels(self, component: str) -> dict[str, str]:

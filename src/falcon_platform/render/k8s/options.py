@@ -54,6 +54,19 @@ TMP_SIZE_MB = 64
 NAME_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CONFIG_HASH_ANNOTATION = "falcon/config-hash"
+# The label a ReplicaSet's pods carry with their pod-template hash: a Deployment's controller
+# writes the first, Argo Rollouts the second (its ReplicaSets carry no `pod-template-hash`).
+DEPLOYMENT_HASH_LABEL = "pod-template-hash"
+ROLLOUT_HASH_LABEL = "rollouts-pod-template-hash"
+
+# --- Prometheus, as the ServiceMonitor scrapes it and the canary analysis queries it ---------
+SCRAPE_INTERVAL_S = 15
+# A rate needs two samples in its window; four scrapes tolerate one missed scrape.
+ANALYSIS_WINDOW_S = 4 * SCRAPE_INTERVAL_S
+# Argo measures every other scrape: each measurement sees at least one new sample.
+ANALYSIS_INTERVAL_S = 2 * SCRAPE_INTERVAL_S
+# prometheus-operator's governing Service for a Prometheus in namespace `monitoring`.
+DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the Grafana sidecar's default label
 
 
@@ -90,6 +103,14 @@ class K8sOptions:
     redis_port: int = 6379
     postgres_port: int = 5432
     namespace_prefix: str | None = None  # None: the spec's service name
+    # Where Argo Rollouts' controller queries Prometheus for the canary analysis.
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL
+    # None: an Argo Rollout when the spec has canary steps, else a Deployment; False: always a
+    # Deployment (a cluster without Argo Rollouts).
+    rollout: bool | None = None
+
+    def uses_rollout(self, steps: int) -> bool:
+        return bool(steps) if self.rollout is None else self.rollout and bool(steps)
 
     def namespace(self, service: str, env: str) -> str:
         return f"{self.namespace_prefix or service}-{env}"

@@ -1,7 +1,7 @@
 """The serving pod: one Falcon worker, its probes, its drain, its security context, its volumes.
 
-The same template goes into a ``Deployment`` today and into an Argo ``Rollout`` once the
-releases feature brings the canary judge (``workload.py``)::
+The same template goes into a ``Deployment`` or an Argo ``Rollout`` (``workload.py``); only the
+label that carries the ReplicaSet's hash differs (``hash_label``)::
 
     template = pod_template(spec, settings, options, names, config_hash="3f2a...")
 
@@ -130,7 +130,12 @@ def mounts(volumes: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
 
 
 def worker_container(
-    spec: Spec, settings: Settings, options: o.K8sOptions, names: Names
+    spec: Spec,
+    settings: Settings,
+    options: o.K8sOptions,
+    names: Names,
+    *,
+    hash_label: str = o.DEPLOYMENT_HASH_LABEL,
 ) -> dict[str, Any]:
     memory = f"{pod_memory_limit_mb(settings, spec)}Mi"
     scratch = scratch_volumes(settings)
@@ -143,7 +148,7 @@ def worker_container(
         "args": ["--host", "0.0.0.0", "--port", str(o.PORT)],
         "ports": [{"name": o.PORT_NAME, "containerPort": o.PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": names.settings}}],
-        "env": downward_env() + secret_env(names.secret),
+        "env": downward_env(hash_label) + secret_env(names.secret),
         "resources": {
             "requests": {
                 "cpu": options.cpu_request,
@@ -164,9 +169,16 @@ def worker_container(
 
 
 def pod_template(
-    spec: Spec, settings: Settings, options: o.K8sOptions, names: Names, *, config_hash: str
+    spec: Spec,
+    settings: Settings,
+    options: o.K8sOptions,
+    names: Names,
+    *,
+    config_hash: str,
+    hash_label: str = o.DEPLOYMENT_HASH_LABEL,
 ) -> dict[str, Any]:
-    """The serving pod template (labels, annotations, spec)."""
+    """The serving pod template (labels, annotations, spec); ``hash_label`` is the label
+    the workload's controller puts the ReplicaSet's hash in (one release)."""
     selector = names.selector("server")
     return {
         "metadata": {
@@ -188,17 +200,17 @@ def pod_template(
                     "whenUnsatisfiable": "DoNotSchedule",
                     "nodeTaintsPolicy": "Honor",
                     "labelSelector": {"matchLabels": selector},
-                    "matchLabelKeys": ["pod-template-hash"],
+                    "matchLabelKeys": [hash_label],
                 },
                 {
                     "maxSkew": 1,
                     "topologyKey": "topology.kubernetes.io/zone",
                     "whenUnsatisfiable": "ScheduleAnyway",
                     "labelSelector": {"matchLabels": selector},
-                    "matchLabelKeys": ["pod-template-hash"],
+                    "matchLabelKeys": [hash_label],
                 },
             ],
-            "containers": [worker_container(spec, settings, options, names)],
+            "containers": [worker_container(spec, settings, options, names, hash_label=hash_label)],
             "volumes": [
                 *empty_dirs(scratch_volumes(settings)),
                 {

@@ -152,12 +152,13 @@ def secret_env(secret: str, fields: frozenset[str] = SECRET_FIELDS) -> list[dict
     ]
 
 
-def downward_env() -> list[dict[str, Any]]:
-    """Worker id = the pod's name; release = its ReplicaSet's pod-template hash (a revision)."""
+def downward_env(hash_label: str = "pod-template-hash") -> list[dict[str, Any]]:
+    """Worker id = the pod's name; release = its ReplicaSet's pod-template hash (a revision),
+    from the label its controller writes it in (``rollouts-pod-template-hash`` for Argo)."""
     return [
         {"name": env_name("worker_id"), "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {
             "name": env_name("release"),
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['pod-template-hash']"}},
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{hash_label}']"}},
         },
     ]

@@ -1,0 +1,235 @@
+"""The Argo Rollout and its AnalysisTemplates: steps and thresholds from the spec's ``canary:``.
+
+Expected values are written out by hand from the spec given (weights, pauses, thresholds),
+never read back from the renderer. How Argo judges a measurement is replayed with
+``testing/argo.py``, itself checked here against the cases of Argo's own documentation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from falcon_platform.cli.main import app as cli_app
+from falcon_platform.config.settings import Settings
+from falcon_platform.config.spec import CanarySpec, CanaryStep, Spec
+from falcon_platform.errors import ConfigError
+from falcon_platform.observability import names as metric_names
+from falcon_platform.render.k8s import K8sOptions, manifests
+from falcon_platform.render.k8s.analysis import CANARY_FIELDS_ON_KUBERNETES, go_duration
+from falcon_platform.testing.argo import measurement_phase, metric_phase
+
+OPTIONS = K8sOptions(image="registry.example/falcon:1.2.3")
+TUNED = CanarySpec(
+    steps=[
+        CanaryStep(weight=20, pause=30),
+        CanaryStep(weight=50, pause=0),
+        CanaryStep(weight=100, pause=5400),
+    ],
+    abort_error_rate=0.07,
+    max_error_rate_delta=0.02,
+    max_latency_p95_ratio=1.8,
+    max_memory_percent=75,
+    min_requests=250,
+)
+
+
+def objects(
+    canary: CanarySpec | None = None, options: K8sOptions = OPTIONS
+) -> dict[str, dict[str, Any]]:
+    spec = Spec() if canary is None else Spec(canary=canary)
+    rendered = manifests(spec, Settings.model_construct(profile="prod"), options, "prod")
+    return {f"{o['kind']}/{o['metadata']['name']}": o for o in rendered}
+
+
+def metrics(objs: dict[str, dict[str, Any]], template: str) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in objs[f"AnalysisTemplate/{template}"]["spec"]["metrics"]}
+
+
+def test_canary_steps_make_a_rollout_and_no_steps_a_deployment() -> None:
+    kinds = {k.split("/")[0] for k in objects()}
+    assert {"Rollout", "AnalysisTemplate"} <= kinds
+    assert "Deployment" not in kinds
+    for plain in (
+        objects(CanarySpec(steps=[])),
+        objects(options=K8sOptions(image=OPTIONS.image, rollout=False)),
+    ):
+        kinds = {k.split("/")[0] for k in plain}
+        assert "Deployment" in kinds
+        assert not {"Rollout", "AnalysisTemplate"} & kinds
+        target = plain["HorizontalPodAutoscaler/falcon"]["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment"
+
+
+def test_the_release_label_is_the_hash_each_controller_writes() -> None:
+    """Argo's ReplicaSets label their pods rollouts-pod-template-hash, not pod-template-hash:
+    the worker's release (every metric's label, the analysis's selector) must read that one."""
+    for objs, kind, label in (
+        (objects(), "Rollout", "rollouts-pod-template-hash"),
+        (objects(CanarySpec(steps=[])), "Deployment", "pod-template-hash"),
+    ):
+        (workload,) = [o for o in objs.values() if o["kind"] == kind]
+        pod = workload["spec"]["template"]["spec"]
+        (env,) = [e for e in pod["containers"][0]["env"] if e["name"] == "FALCON_RELEASE"]
+        assert env["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.labels['{label}']"
+        assert all(c["matchLabelKeys"] == [label] for c in pod["topologySpreadConstraints"])
+
+
+def test_steps_come_from_the_spec() -> None:
+    traffic = {
+        "templates": [{"templateName": "falcon-canary-traffic"}],
+        "args": [
+            {"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+            {"name": "namespace", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+    }
+
+    def check(window: str) -> dict[str, Any]:
+        return {
+            "analysis": {**traffic, "args": [*traffic["args"], {"name": "window", "value": window}]}
+        }
+
+    steps = objects(TUNED)["Rollout/falcon"]["spec"]["strategy"]["canary"]["steps"]
+    assert steps == [
+        {"setWeight": 20},
+        {"pause": {"duration": "30s"}},
+        check("1m"),  # a 30 s pause is judged over the analysis window: a rate needs 2 scrapes
+        {"setWeight": 50},
+        check("1m"),  # no pause: no pause step
+        {"setWeight": 100},
+        {"pause": {"duration": "90m"}},
+        check("90m"),
+    ]
+    default = objects()["Rollout/falcon"]["spec"]["strategy"]["canary"]["steps"]
+    assert [s for s in default if "setWeight" in s or "pause" in s] == [
+        {"setWeight": 10},
+        {"pause": {"duration": "1m"}},
+        {"setWeight": 25},
+        {"pause": {"duration": "1m"}},
+        {"setWeight": 50},
+        {"pause": {"duration": "2m"}},
+    ]
+    unguarded = objects(TUNED.model_copy(update={"min_requests": 0}))
+    assert "AnalysisTemplate/falcon-canary-traffic" not in unguarded
+    assert not [
+        s
+        for s in unguarded["Rollout/falcon"]["spec"]["strategy"]["canary"]["steps"]
+        if "analysis" in s
+    ]
+
+
+def test_go_durations_never_use_days() -> None:
+    assert [go_duration(s) for s in (30, 60, 90, 3600, 86400, 1.5)] == [
+        "30s", "1m", "90s", "1h", "24h", "1500ms",
+    ]  # fmt: skip
+
+
+def test_the_judges_thresholds_are_the_spec_numbers() -> None:
+    """Each threshold of ``canary:`` is the number in its metric's condition; the traffic
+    guard (min_requests) gates every comparative query and closes each step."""
+    judge = metrics(objects(TUNED), "falcon-canary")
+    conditions = {name: m["failureCondition"] for name, m in judge.items()}
+    assert conditions == {
+        "error-ratio": "len(result) > 0 && result[0] > 0.07",
+        "error-ratio-delta": "len(result) > 0 && result[0] > 0.02",
+        "latency-p95-ratio": "len(result) > 0 && result[0] > 1.8",
+        "memory-percent": "len(result) > 0 && result[0] > 75",
+        "memory-growth": "len(result) > 0 && result[0] >= 1",
+    }
+    for name in ("error-ratio", "error-ratio-delta", "latency-p95-ratio"):
+        assert judge[name]["provider"]["prometheus"]["query"].rstrip().endswith(">= 250)")
+    # the longest pause (90 min) is the memory horizon, in seconds for predict_linear
+    assert ", 5400) /" in judge["memory-growth"]["provider"]["prometheus"]["query"]
+    for m in judge.values():
+        assert m["failureLimit"] == 0  # the first failing measurement aborts
+        assert m["interval"] == "30s"
+        assert "successCondition" not in m  # so no data is Successful, never Inconclusive
+    (traffic,) = metrics(objects(TUNED), "falcon-canary-traffic").values()
+    assert traffic["successCondition"] == "len(result) > 0 && result[0] >= 250"
+    assert traffic["failureCondition"] == "false"
+
+
+def test_every_canary_field_has_a_place_on_kubernetes() -> None:
+    """A field added to ``canary:`` (the local judge's) fails here until the cluster's judge
+    renders it too, or this table says why it cannot."""
+    assert set(CanarySpec.model_fields) == set(CANARY_FIELDS_ON_KUBERNETES)
+
+
+def test_queries_use_only_the_workers_metrics_and_declared_arguments() -> None:
+    objs = objects()
+    known = {v for k, v in vars(metric_names).items() if k.isupper() and isinstance(v, str)}
+    rollout = objs["Rollout/falcon"]["spec"]["strategy"]["canary"]
+    background = {a["name"] for a in rollout["analysis"]["args"]}
+    step_args = [
+        {a["name"] for a in s["analysis"]["args"]} for s in rollout["steps"] if "analysis" in s
+    ]
+    for name, given in (("falcon-canary", [background]), ("falcon-canary-traffic", step_args)):
+        template = objs[f"AnalysisTemplate/{name}"]["spec"]
+        declared = {a["name"] for a in template["args"]}
+        for m in template["metrics"]:
+            query = m["provider"]["prometheus"]["query"]
+            used = set(re.findall(r"\{\{args\.([\w-]+)\}\}", query))
+            assert used <= declared, (name, m["name"])
+            for series in re.findall(r"\b(falcon_[a-z_]+)\{", query):
+                assert series.removesuffix("_bucket") in known, series
+        for args in given:  # Argo fails a run whose template argument has no value
+            assert declared == args, name
+
+
+def test_the_prometheus_url_is_an_option_and_checked() -> None:
+    objs = objects(options=K8sOptions(image=OPTIONS.image, prometheus_url="https://prom:9091"))
+    for m in metrics(objs, "falcon-canary").values():
+        assert m["provider"]["prometheus"]["address"] == "https://prom:9091"
+    with pytest.raises(ConfigError, match="not an http"):
+        objects(options=K8sOptions(image=OPTIONS.image, prometheus_url="prometheus:9090"))
+
+
+def test_the_cli_renders_a_deployment_on_request(tmp_path: Any) -> None:
+    runner = CliRunner()
+    done = runner.invoke(cli_app, ["render", "k8s", "--env", "dev", "--deployment"])
+    assert done.exit_code == 0, done.output
+    assert "kind: Deployment" in done.stdout
+    assert "kind: Rollout" not in done.stdout
+    done = runner.invoke(
+        cli_app, ["render", "k8s", "--env", "dev", "--prometheus-url", "http://p.mon:9090"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "kind: Rollout" in done.stdout
+    assert "address: http://p.mon:9090" in done.stdout
+
+
+# --- the Argo replay itself, against the examples of Argo's docs/features/analysis.md --------
+
+
+@pytest.mark.parametrize(
+    ("success", "failure", "result", "phase"),
+    [
+        ("result[0] >= 0.95", None, [0.97], "Successful"),
+        ("result[0] >= 0.95", None, [0.9], "Failed"),
+        (None, "result[0] >= 10", [3.0], "Successful"),
+        ("result[0] >= 0.90", "result[0] < 0.50", [0.7], "Inconclusive"),
+        ("result[0] >= 0.95", "result[0] < 0.95", [float("nan")], "Inconclusive"),
+        ("result[0] >= 0.95", None, [float("nan")], "Failed"),
+        ("len(result) == 0 || result[0] >= 0.95", None, [], "Successful"),
+        ("len(result) > 0 && result[0] >= 0.95", None, [], "Failed"),
+        ("result[0] >= 0.95", None, [], "Error"),  # index out of range: Argo's Error
+        (None, None, [0.1], "Successful"),
+    ],
+)
+def test_the_argo_replay_follows_argos_documented_cases(
+    success: str | None, failure: str | None, result: list[float], phase: str
+) -> None:
+    assert measurement_phase(success, failure, result) == phase
+
+
+def test_the_argo_replay_limits() -> None:
+    assert metric_phase(["Successful", "Failed"]) == "Failed"
+    assert metric_phase(["Failed", "Successful"], failure_limit=1) == "Running"
+    assert metric_phase(["Inconclusive"]) == "Inconclusive"
+    assert metric_phase(["Error"] * 4) == "Running"
+    assert metric_phase(["Error"] * 5) == "Error"
+    with pytest.raises(ValueError, match="unsupported"):
+        measurement_phase(None, "os.system('x')", [1.0])
