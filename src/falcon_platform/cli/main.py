@@ -19,6 +19,7 @@ from falcon_platform.cli import (
     alerts_cli,
     config_cli,
     db_cli,
+    drill_cli,
     loadtest_cli,
     model_cli,
     releases_cli,
@@ -42,6 +43,7 @@ app.add_typer(releases_cli.app, name="releases")
 runtime_cli.register(app)
 alerts_cli.register(app)
 loadtest_cli.register(app)
+drill_cli.register(app)
 
 
 @app.command()

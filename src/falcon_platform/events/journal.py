@@ -69,6 +69,7 @@ class EventKind(StrEnum):
     ROLLOUT_ABORTED = "rollout_aborted"
     ROLLBACK_STARTED = "rollback_started"
     ROLLBACK_FINISHED = "rollback_finished"
+    DRILL = "drill"  # a failure drill's outcome (falcon drill run)
 
 
 def format_ts(ts: float) -> str:

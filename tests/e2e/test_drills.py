@@ -1,0 +1,143 @@
+"""`falcon drill run` against a real `falcon up` (2 workers) under a real paced load.
+
+Short versions of every drill that applies to the embedded deployment (SQLite, no Redis):
+real signals, real fault releases rolled out and back, real idle sockets on loopback. Time
+bounds are loose (a shared 2-core machine); rows lost and OOM kills are exact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from falcon_platform.testing.supervisor import RunningSupervisor, start_supervisor, train_model
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Fast probes and back-off; FalconWorkerRecycling on the first recycle (the default waits for
+# four, ~16 s at the seed's rate) so the leak drill's alert comes within its short window.
+SPEC = """
+restart:
+  initial_backoff: 0.5s
+  max_backoff: 2s
+  crash_loop_restarts: 50
+probes:
+  period: 1s
+  timeout: 1s
+  failure_threshold: 2
+  kill_grace: 1s
+alerts:
+  evaluation_interval: 1s
+  recycle_max: 0
+"""
+
+
+@pytest.fixture(scope="module")
+def sup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSupervisor]:
+    base = tmp_path_factory.mktemp("drills")
+    model_dir = train_model(tmp_path_factory.getbasetemp() / "falcon-model-home")
+    running = start_supervisor(base, workers=2, spec_yaml=SPEC, model_dir=model_dir)
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0
+
+
+def drill(sup: RunningSupervisor, name: str, *args: str) -> tuple[int, dict[str, Any], str]:
+    report = sup.home.parent / f"{name}.md"
+    done = sup.cli("drill", "run", name, "--json", "--steady", "1.5", "--report", str(report),
+                   *args, timeout=300)  # fmt: skip
+    body: dict[str, Any] = json.loads(done.stdout) if done.stdout.strip() else {}
+    if body and body["status"] != "not_applicable":
+        assert report.exists(), "the --report Markdown was not written"
+        assert json.loads(report.with_suffix(".json").read_text())["status"] == body["status"]
+    return done.returncode, body, done.stderr
+
+
+def checks(body: dict[str, Any]) -> dict[str, bool]:
+    return {c["key"]: c["met"] for c in body["checks"]}
+
+
+def passed(sup: RunningSupervisor, name: str, *args: str) -> dict[str, Any]:
+    code, body, err = drill(sup, name, *args)
+    assert code == 0, f"{name}: {err}\n{json.dumps(body, indent=1)[:4000]}"
+    assert body["status"] == "passed"
+    assert body["rows_lost"] == 0  # exact: every 2xx has its request-log row
+    assert body["requests"] > 0
+    assert all(checks(body).values())
+    return body
+
+
+def test_kill_worker(sup: RunningSupervisor) -> None:
+    """SIGKILL: the exit is journalled at once, the slot is ready again within its back-off +
+    boot, failures are bounded by what was in flight, and a `drill` event is journalled."""
+    body = passed(sup, "kill-worker")
+    assert body["measured"]["exit"]["signal"] == "SIGKILL"
+    assert body["detection_s"] < 5
+    assert body["mitigation_s"] < 30
+    assert body["failed"] <= body["measured"]["in_flight_at_kill"]
+    drills = [e for e in sup.events("drill") if e["details"]["name"] == "kill-worker"]
+    assert drills
+    assert drills[-1]["details"]["status"] == "passed"
+
+
+def test_hang_worker(sup: RunningSupervisor) -> None:
+    """SIGSTOP: the liveness probe (1 s period, 2 failures) kills the frozen worker."""
+    body = passed(sup, "hang-worker")
+    assert body["measured"]["why"]
+    assert body["detection_s"] < 15
+
+
+def test_error_spike(sup: RunningSupervisor) -> None:
+    """30% injected errors reach clients and an error alert fires; the release is rolled back."""
+    body = passed(sup, "error-spike", "--seconds", "20")
+    assert body["measured"]["alert"] in ("FalconErrorBudgetBurn", "FalconHighErrorRate")
+    assert body["failed"] > 0
+    status = sup.status()["supervisor"]
+    current = max(status["desired"], key=lambda r: status["desired"][r])
+    assert status["releases"][current]["env"].get("FALCON_FAULTS", "") == ""
+
+
+def test_memory_leak(sup: RunningSupervisor) -> None:
+    """The seed's 5 MB per request: recycled at the soft limit, alerted, and no OOM kill."""
+    body = passed(sup, "memory-leak", "--seconds", "25")
+    assert body["measured"]["oom_kills"] == 0
+    assert body["measured"]["recycles"] >= 1
+
+
+def test_slow_model_and_cpu_spike(sup: RunningSupervisor) -> None:
+    """Slow or CPU-bound answers kill no worker and fail no request; the latency is real."""
+    slow = passed(sup, "slow-model", "--seconds", "3")
+    assert slow["measured"]["p50_ms"] >= 600
+    passed(sup, "cpu-spike", "--seconds", "3")
+
+
+def test_connection_flood(sup: RunningSupervisor) -> None:
+    """Idle sockets on the public port: no worker killed, the paced client is served."""
+    body = passed(sup, "connection-flood", "--seconds", "3")
+    assert body["measured"]["idle_connections_opened"] >= 500
+
+
+def test_store_drills_are_not_applicable_without_those_stores(sup: RunningSupervisor) -> None:
+    code, body, _ = drill(sup, "redis-down")
+    assert code == 0
+    assert body["status"] == "not_applicable"
+    assert "FALCON_REDIS_URL" in body["reason"]
+
+
+def test_drill_refuses_an_unhealthy_deployment(tmp_path: Path, sup: RunningSupervisor) -> None:
+    """No supervisor at the configured port: one clear line on stderr, non-zero exit."""
+    env = {**sup.env, "FALCON_CONTROL_PORT": "1"}
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "falcon_platform.cli", "drill", "run", "kill-worker"],
+        env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "no Falcon supervisor answers" in done.stderr

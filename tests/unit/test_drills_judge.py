@@ -1,0 +1,192 @@
+"""Drill verdicts are pure: hand-written journal rows and answers in, checks and timings out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from falcon_platform.config.settings import Settings
+from falcon_platform.drills import CATALOG, DrillOptions, DrillOutcome, drill_named
+from falcon_platform.drills import judge as j
+from falcon_platform.drills.report import render_markdown
+from falcon_platform.drills.runner import applicability, timeline_of
+from falcon_platform.drills.session import steady_problem
+from falcon_platform.errors import InvalidInputError
+
+T0 = 1_000_000.0
+
+
+def ev(kind: str, ts: float, worker: str | None = None, **details: Any) -> dict[str, Any]:
+    return {"kind": kind, "ts": T0 + ts, "worker": worker, "release": "r1", "details": details}
+
+
+def answers(*rows: tuple[float, float, int]) -> list[j.Answer]:
+    return [(T0 + a, T0 + b, s) for a, b, s in rows]
+
+
+def by_key(checks: list[j.Check]) -> dict[str, bool]:
+    return {c.key: c.met for c in checks}
+
+
+def test_in_flight_and_failed_count_by_send_time() -> None:
+    a = answers((0.0, 0.5, 200), (0.9, 1.2, 0), (1.05, 1.1, 500), (2.0, 2.1, 200))
+    assert j.in_flight_at(a, T0 + 1.0) == 1  # sent at 0.9, answered at 1.2
+    assert j.failed_in(a, T0 + 0.5) == (2, 3)
+    assert j.failed_in(a, T0, T0 + 1.0) == (1, 2)
+
+
+def test_kill_passes_when_exit_and_replacement_are_in_bounds() -> None:
+    events = [
+        ev("worker_exited", 0.05, "w1", pid=42, signal="SIGKILL", reason="Signaled", exit_code=137),
+        ev("worker_ready", 0.5, "w2", pid=43),  # another worker: not the replacement
+        ev("worker_ready", 1.5, "w1", pid=44),
+    ]
+    a = answers((-0.1, 0.05, 0), (0.2, 0.3, 200))  # one request in flight at the kill, failed
+    checks, t = j.judge_kill(
+        j.Observation(T0, events, a, T0 + 2), victim_pid=42, victim_worker="w1", restart_bound_s=10
+    )
+    assert by_key(checks) == {
+        "exit noticed": True,
+        "replacement ready": True,
+        "failed_bounded": True,
+    }
+    assert t.detection_s == pytest.approx(0.05)
+    assert t.mitigation_s == pytest.approx(1.5)
+    assert t.measured["in_flight_at_kill"] == 1
+
+
+def test_kill_fails_without_replacement_or_with_more_failures_than_in_flight() -> None:
+    events = [ev("worker_exited", 0.05, "w1", pid=42, reason="Signaled")]
+    a = answers((0.2, 0.3, 503), (0.4, 0.5, 503))
+    checks, t = j.judge_kill(
+        j.Observation(T0, events, a, T0 + 2), victim_pid=42, victim_worker="w1", restart_bound_s=10
+    )
+    assert by_key(checks) == {
+        "exit noticed": True,
+        "replacement ready": False,
+        "failed_bounded": False,
+    }
+    assert t.mitigation_s is None
+
+
+def test_hang_needs_the_liveness_kill_of_that_pid_within_the_bound() -> None:
+    events = [
+        ev("liveness_kill", 3.0, "w1", pid=7, why="liveness probe failed"),
+        ev("worker_ready", 5.0, "w1", pid=8),
+    ]
+    checks, t = j.judge_hang(
+        j.Observation(T0, events, [], T0 + 6), victim_pid=7, victim_worker="w1",
+        kill_bound_s=2.5, restart_bound_s=10,
+    )  # fmt: skip
+    assert by_key(checks)["liveness kill"] is False  # 3.0 s > 2.5 s
+    assert by_key(checks)["replacement ready"] is True
+    assert t.detection_s == pytest.approx(3.0)
+
+
+def test_memory_leak_alert_must_come_before_the_first_oom_kill() -> None:
+    events = [
+        ev("limit_recycle", 5.0, "w1"),
+        ev("worker_exited", 8.0, "w2", oom_killed=True, reason="OOMKilled"),
+        ev("alert_firing", 9.0, name="FalconWorkerRecycling"),
+    ]
+    checks, t = j.judge_memory_leak(j.Observation(T0, events, [], T0 + 20), recycle_bound_s=10)
+    assert by_key(checks) == {
+        "soft-limit recycle": True,
+        "no_oom_kill": False,
+        "memory_alert": False,
+    }
+    assert t.mitigation_s == pytest.approx(5.0)
+    early = [events[0], ev("alert_firing", 6.0, name="FalconWorkerRecycling")]
+    checks, t = j.judge_memory_leak(j.Observation(T0, early, [], T0 + 20), recycle_bound_s=10)
+    assert all(c.met for c in checks)
+    assert t.detection_s == pytest.approx(6.0)
+
+
+def test_error_spike_needs_real_failures_and_an_error_alert() -> None:
+    a = answers(*[(0.1 * i, 0.1 * i + 0.01, 500 if i % 3 == 0 else 200) for i in range(30)])
+    events = [ev("alert_firing", 7.0, name="FalconErrorBudgetBurn")]
+    checks, t = j.judge_error_spike(
+        j.Observation(T0, events, a, T0 + 12), alert_bound_s=10, ratio=0.3
+    )
+    assert by_key(checks) == {"injected": True, "error alert fired": True}
+    assert (t.detection_s, t.mitigation_s) == (pytest.approx(7.0), pytest.approx(12.0))
+    ok_only = answers((1.0, 1.1, 200))
+    checks, _ = j.judge_error_spike(
+        j.Observation(T0, [], ok_only, T0 + 12), alert_bound_s=10, ratio=0.3
+    )
+    assert by_key(checks) == {"injected": False, "error alert fired": False}
+
+
+def test_degraded_counts_unplanned_exits_only() -> None:
+    events = [
+        ev("worker_exited", 1.0, "w1", reason="Stopped"),  # the rolling restart's own retirement
+        ev("worker_exited", 2.0, "w2", reason="Recycled"),
+    ]
+    a = answers((0.0, 0.7, 200), (0.5, 1.2, 200))
+    checks, _t = j.judge_degraded(
+        j.Observation(T0, events, a, T0 + 3), min_p50_ms=600, max_failed_ratio=0
+    )
+    assert all(c.met for c in checks), checks
+    killed = [*events, ev("worker_exited", 2.5, "w1", reason="LivenessKilled")]
+    checks, _ = j.judge_degraded(
+        j.Observation(T0, killed, a, T0 + 3), min_p50_ms=None, max_failed_ratio=0
+    )
+    assert by_key(checks)["no_worker_killed"] is False
+
+
+def status(**sup: Any) -> dict[str, Any]:
+    base = {"state": "running", "healthy": True, "desired": {"r1": 2},
+            "releases": {"r1": {"env": {}}}, "rolling_restart": None}  # fmt: skip
+    ready = sup.pop("ready", 2)
+    return {"supervisor": {**base, **sup},
+            "workers": [{"worker": f"w{i}", "state": "ready"} for i in range(ready)]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("st", "problem"),
+    [
+        (status(), ""),
+        (status(ready=1), "1 of 2 desired workers ready"),
+        (status(healthy=False, health="no worker"), "unhealthy"),
+        (status(rolling_restart={"to_release": "r2", "done": False}), "rolling restart to r2"),
+        (status(releases={"r1": {"env": {"FALCON_FAULTS": "latency_ms=5"}}}), "FALCON_FAULTS"),
+    ],
+)
+def test_steady_state_problems(st: dict[str, Any], problem: str) -> None:
+    found = steady_problem(st)
+    assert (problem in found) if problem else found == ""
+
+
+def test_applicability_refuses_faults_in_prod_and_skips_missing_stores(tmp_path: Any) -> None:
+    prod = Settings(home=tmp_path, profile="prod")
+    status_, why = applicability(drill_named("error-spike"), prod, DrillOptions())
+    assert status_ == "refused"
+    assert "--allow-faults" in why
+    assert applicability(drill_named("error-spike"), prod, DrillOptions(allow_faults=True)) == (
+        "",
+        "",
+    )
+    dev = Settings(home=tmp_path)
+    assert applicability(drill_named("redis-down"), dev, DrillOptions())[0] == "not_applicable"
+    assert applicability(drill_named("postgres-slow"), dev, DrillOptions())[0] == "not_applicable"
+    assert applicability(drill_named("kill-worker"), prod, DrillOptions()) == ("", "")
+
+
+def test_catalog_names_are_unique_and_unknown_names_are_refused() -> None:
+    names = [d.name for d in CATALOG]
+    assert len(names) == len(set(names)) >= 10
+    with pytest.raises(InvalidInputError, match="falcon drill list"):
+        drill_named("kill-wroker")
+
+
+def test_report_shows_numbers_checks_and_timeline() -> None:
+    out = DrillOutcome("kill-worker", "failed", reason="NOT MET: x", started_at=T0, finished_at=T0 + 9,
+                       injected_at=T0 + 3, detection_s=0.04, requests=100, failed=2, rows_lost=0)  # fmt: skip
+    out.checks.append(j.Check("exit noticed", "exit noticed within 5 s", True, "0.04 s"))
+    out.timeline += timeline_of([ev("worker_exited", 3.05, "w1", reason="Signaled")])
+    text = render_markdown(out, drill_named("kill-worker"))
+    assert "# Drill `kill-worker`: FAILED" in text
+    assert "| requests failed | 2 of 100 |" in text
+    assert "| ✅ | exit noticed within 5 s | 0.04 s |" in text
+    assert "| +0.1 | journal: worker_exited w1 r1 Signaled |" in text
