@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,24 +119,3 @@ def test_connection_flood(sup: RunningSupervisor) -> None:
     """Idle sockets on the public port: no worker killed, the paced client is served."""
     body = passed(sup, "connection-flood", "--seconds", "3")
     assert body["measured"]["idle_connections_opened"] >= 500
-
-
-def test_store_drills_are_not_applicable_without_those_stores(sup: RunningSupervisor) -> None:
-    code, body, _ = drill(sup, "redis-down")
-    assert code == 0
-    assert body["status"] == "not_applicable"
-    assert "FALCON_REDIS_URL" in body["reason"]
-
-
-def test_drill_refuses_an_unhealthy_deployment(tmp_path: Path, sup: RunningSupervisor) -> None:
-    """No supervisor at the configured port: one clear line on stderr, non-zero exit."""
-    env = {**sup.env, "FALCON_CONTROL_PORT": "1"}
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "falcon_platform.cli", "drill", "run", "kill-worker"],
-        env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "no Falcon supervisor answers" in done.stderr

@@ -198,6 +198,16 @@ def connection_flood(s: Session, drill: DrillDef, sockets: int = 2000) -> Judge:
     return lambda obs: j.judge_degraded(obs, min_p50_ms=None, max_failed_ratio=0.01)
 
 
+def _store(name: str) -> Scenario:
+    def run(s: Session, drill: DrillDef) -> Judge:
+        from falcon_platform.drills import stores
+
+        scenario: Scenario = getattr(stores, name)
+        return scenario(s, drill)
+
+    return run
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kill-worker": kill_worker,
     "hang-worker": hang_worker,
@@ -206,4 +216,7 @@ SCENARIOS: dict[str, Scenario] = {
     "cpu-spike": cpu_spike,
     "slow-model": slow_model,
     "connection-flood": connection_flood,
+    "redis-down": _store("redis_down"),
+    "postgres-down": _store("postgres_down"),
+    "postgres-slow": _store("postgres_slow"),
 }
