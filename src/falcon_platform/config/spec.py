@@ -178,11 +178,13 @@ class AlertSpec(_Section):
         default=30.0, description="Grace for workers starting up."
     )
     # --- added by the hardening issue (11) -------------------------------------------------
-    # A worker recycled at the soft memory limit more than this many times within the window
-    # is leaking, not noisy: the seed's leak recycled each worker every few seconds with no
-    # failure and no other alert.
+    # A release whose workers are recycled at the soft memory limit more than this many times
+    # within the window is leaking, not noisy: the seed's leak recycled each worker every few
+    # seconds with no failure and no other alert.
     recycle_max: int = Field(
-        default=3, ge=0, description="Soft-limit recycles of one worker allowed per window."
+        default=3,
+        ge=0,
+        description="Soft-limit recycles of one release's workers allowed per window.",
     )
     recycle_window: Duration = Field(default=900.0, gt=0, description="Recycle-rate window.")
     supervisor_absent_for: Duration = Field(

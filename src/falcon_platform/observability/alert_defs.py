@@ -222,16 +222,21 @@ def alert_defs(spec: Spec) -> list[AlertDef]:
             name="FalconWorkerRecycling",
             severity="critical",
             group="falcon-runtime",
+            # By release: each recycle starts a new worker (a surge), so a leak shows as many
+            # workers recycled once each, not one worker recycled many times.
             condition=CounterIncrease(
-                names.WORKER_LIMIT_RECYCLES, a.recycle_window, threshold=a.recycle_max
+                names.WORKER_LIMIT_RECYCLES,
+                a.recycle_window,
+                by=("release",),
+                threshold=a.recycle_max,
             ),
             for_s=0.0,
-            summary="Worker {{ $labels.worker }} keeps reaching its soft memory limit: a leak",
+            summary="Workers of release {{ $labels.release }} keep reaching their soft memory limit: a leak",
             description=(
-                "Worker {{ $labels.worker }} (release {{ $labels.release }}) was recycled at the "
-                f"soft memory limit more than {a.recycle_max} times in "
-                f"{format_duration(a.recycle_window)}. Recycling hides the leak from users for "
-                "now (no request fails), not from the next OOM kill: roll the release back."
+                "Workers of release {{ $labels.release }} were recycled at the soft memory limit "
+                f"more than {a.recycle_max} times in {format_duration(a.recycle_window)}. "
+                "Recycling hides the leak from users for now (no request fails), not from the "
+                "next OOM kill: roll the release back."
             ),
         ),
         AlertDef(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -111,6 +110,8 @@ class Supervisor:
         self.slots: dict[str, Slot] = {}
         self.rolling: RollingRestart | None = None
         self._next_index = 0
+        # recycles of drained workers, handed to the release's next replacement slot
+        self._recycles_carried: dict[str, int] = {}
         self._periodic = list(periodic)
         self._worker_args = list(worker_args)
         self._sock = sock
@@ -586,6 +587,8 @@ class Supervisor:
         slot = Slot(
             slot_id, release, self._next_index, self._socket_dir / f"{slot_id}.sock", surge=surge
         )
+        if not surge:
+            slot.recycles = self._recycles_carried.pop(release, 0)
         self.slots[slot_id] = slot
         return slot
 
@@ -624,6 +627,16 @@ class Supervisor:
     def _drain(self, slot: Slot, *, retiring: bool = False, recycling: bool = False) -> None:
         deadline = self.clock.monotonic() + self.settings.shutdown_grace_s + 5.0
         drain(slot, deadline=deadline, retiring=retiring, recycling=recycling)
+
+    def _recycle(self, slot: Slot) -> None:
+        """Soft limit reached: drain the worker as retiring, so the next reconcile starts its
+        replacement (forked from the warm zygote) beside it, a surge like a Deployment's
+        ``maxSurge``. Replaced in place instead, workers that leak in step (the seed's flag on
+        every worker) drained together and left none ready for the drain and the boot (~3 s).
+        The slot's recycle count moves on to the replacement."""
+        carried = self._recycles_carried.get(slot.release, 0)
+        self._recycles_carried[slot.release] = carried + slot.recycles + 1
+        self._drain(slot, retiring=True, recycling=True)
 
     def _retire(self, slot: Slot) -> None:
         if slot.live:
@@ -706,8 +719,7 @@ class Supervisor:
             self._wake.set()
 
     async def _watch_memory(self) -> None:
-        recycle = functools.partial(self._drain, recycling=True)
-        if self._watchdog.check(self.slots.values(), recycle=recycle):
+        if self._watchdog.check(self.slots.values(), recycle=self._recycle):
             self._wake.set()
 
     async def _scrape_all(self) -> None:
