@@ -66,6 +66,7 @@ def test_detach_status_token_events_down(tmp_path: Path, model_dir: Path) -> Non
         worker = deadline_status["workers"][0]
         assert {"pid", "release", "state", "rss_bytes", "restarts"} <= set(worker)
         assert worker["rss_bytes"] > 10 * 2**20
+        assert 0 < worker["uss_bytes"] <= worker["pss_bytes"] <= worker["rss_bytes"]
         health = _falcon(env, "check-health")
         assert health.returncode == 0
         assert health.stdout.strip() == "healthy: 1/1 workers ready"

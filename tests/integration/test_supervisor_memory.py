@@ -96,8 +96,10 @@ def test_soft_limit_recycles_gracefully(tmp_path: Path, model_dir: Path, method:
         expected = "watchdog" if method == "watchdog" else "cgroup-v1"
         assert sup.status()["supervisor"]["memory_enforcement"] == expected
         _, recycle = _leak_until(sup, "limit_recycle")
-        assert recycle["details"]["rss_bytes"] >= 0.8 * LIMIT_MB * 2**20
-        assert recycle["details"]["rss_bytes"] < LIMIT_MB * 2**20
+        # The limits apply to PSS (what the worker owns), never above its RSS.
+        assert recycle["details"]["pss_bytes"] >= 0.8 * LIMIT_MB * 2**20
+        assert recycle["details"]["pss_bytes"] < LIMIT_MB * 2**20
+        assert recycle["details"]["rss_bytes"] >= recycle["details"]["pss_bytes"]
         sup.wait_until(
             lambda s: (
                 s["workers"][0]["state"] == "ready" and s["workers"][0]["pid"] != first["pid"]
@@ -130,7 +132,8 @@ def test_hard_limit_oom_kills_with_137_and_peak_rss(
         assert details["oom_enforcement"] == ("watchdog" if method == "watchdog" else "cgroup-v1")
         assert details["peak_rss_bytes"] >= 0.85 * LIMIT_MB * 2**20
         if method == "watchdog":
-            assert details["watchdog_rss_bytes"] >= LIMIT_MB * 2**20
+            assert details["watchdog_pss_bytes"] >= LIMIT_MB * 2**20
+            assert details["watchdog_rss_bytes"] >= details["watchdog_pss_bytes"]
             killed_at = details["watchdog_killed_at"]
             crossing_sent = max(t for t in sent if t <= killed_at)
             reaction = killed_at - crossing_sent

@@ -291,7 +291,7 @@ def _alive(pid: int) -> bool:
 def status(
     json_out: JsonOpt = False, profile: ProfileOpt = None, env_file: EnvFileOpt = None
 ) -> None:
-    """Workers (pid, release, state, RSS vs limit, restarts, last exit, uptime) and the supervisor."""
+    """Workers (pid, release, state, RSS and PSS vs limit, restarts, last exit, uptime) and the supervisor."""
     settings = _settings(profile, env_file)
     with _client(settings) as client:
         data = client.status()
@@ -305,7 +305,7 @@ def status(
         "pid",
         "release",
         "state",
-        "RSS MB / limit",
+        "RSS / PSS MB / limit",
         "restarts",
         "recycles",
         "last exit",
@@ -331,7 +331,7 @@ def status(
             str(w["pid"] or "-"),
             w["release"],
             state,
-            f"{_mb(w.get('rss_bytes'))} / {_mb(w.get('memory_limit_bytes'))}",
+            f"{_mb(w.get('rss_bytes'))} / {_mb(w.get('pss_bytes'))} / {_mb(w.get('memory_limit_bytes'))}",
             str(w["restarts"]),
             str(w.get("recycles", 0)),
             exit_text,

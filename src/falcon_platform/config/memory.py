@@ -4,6 +4,12 @@ Used by the supervisor (watchdog, status) and by a worker (the limit it exports)
 
     limits = memory_limits(spec_limit_mb=512, spec_soft_percent=80, env_limit_mb=None, env_soft_percent=None)
     memory_action(450 * 2**20, limits, kernel_enforced=False, already_recycling=False)  # RECYCLE
+
+The limits apply to what a worker owns, its PSS (proportional set size: private pages plus
+its share of pages shared with the zygote and its siblings), not to its RSS, which charges
+every forked worker in full for the model pages they all share. PSS costs a page-table walk
+(``/proc/<pid>/smaps_rollup``), RSS a read of ``statm``; since PSS <= RSS, a worker whose
+RSS is below the lowest limit is below it by PSS too (:func:`needs_owned_sample`).
 """
 
 from __future__ import annotations
@@ -44,12 +50,21 @@ def memory_limits(
     return MemoryLimits(limit, soft)
 
 
+def needs_owned_sample(rss_bytes: int, limits: MemoryLimits) -> bool:
+    """True when RSS reaches the lowest limit in force, so only PSS can tell whether it acts."""
+    in_force = [b for b in (limits.soft_bytes, limits.limit_bytes) if b is not None]
+    return bool(in_force) and rss_bytes >= min(in_force)
+
+
 def memory_action(
-    rss_bytes: int, limits: MemoryLimits, *, kernel_enforced: bool, already_recycling: bool
+    charged_bytes: int, limits: MemoryLimits, *, kernel_enforced: bool, already_recycling: bool
 ) -> MemoryAction:
-    """What to do about a worker at ``rss_bytes``."""
-    if limits.limit_bytes is not None and not kernel_enforced and rss_bytes >= limits.limit_bytes:
+    """What to do about a worker charged ``charged_bytes`` (its PSS; its RSS when that is
+    below every limit or PSS cannot be read)."""
+    hard = limits.limit_bytes
+    if hard is not None and not kernel_enforced and charged_bytes >= hard:
         return MemoryAction.KILL
-    if limits.soft_bytes is not None and rss_bytes >= limits.soft_bytes and not already_recycling:
+    soft = limits.soft_bytes
+    if soft is not None and charged_bytes >= soft and not already_recycling:
         return MemoryAction.RECYCLE
     return MemoryAction.NONE

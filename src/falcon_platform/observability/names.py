@@ -52,4 +52,6 @@ WORKERS = "falcon_workers"  # gauge; release, state
 WORKERS_READY = "falcon_workers_ready"  # gauge; release
 WORKERS_DESIRED = "falcon_workers_desired"  # gauge; release
 WORKER_RSS = "falcon_worker_resident_memory_bytes"  # gauge; worker, release (sampled by supervisor)
+# gauge; worker, release: the worker's proportional set size (PSS), what its limits apply to
+WORKER_PSS = "falcon_worker_proportional_memory_bytes"
 SCRAPE_FAILURES = "falcon_scrape_failures_total"  # counter; worker

@@ -1,4 +1,4 @@
-"""Per-worker memory limits: a kernel memory cgroup when possible, else an RSS watchdog.
+"""Per-worker memory limits: a kernel memory cgroup when possible, else a memory watchdog.
 
 Kubernetes semantics: at the limit the worker is SIGKILLed and the exit is recorded as
 OOMKilled (137) with its peak memory. :func:`detect_enforcer` picks the strongest method
@@ -9,8 +9,9 @@ this process may use::
     ...                                              # after the process exited:
     enforcer.oom_killed("w1"), enforcer.peak_bytes("w1"); enforcer.release("w1")
 
-The watchdog itself (sampling RSS every ``spec.workers.watchdog_interval``) lives in the
-supervisor loop; the decision is :func:`config.memory.memory_action`.
+The watchdog itself (sampling RSS every ``spec.workers.watchdog_interval``, and PSS, which the
+limits apply to, when RSS reaches a limit) lives in the supervisor loop; the decision is
+:func:`config.memory.memory_action`. :func:`owned_memory` reads PSS and USS.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -42,7 +44,7 @@ class MemoryEnforcer(Protocol):
 
 
 class WatchdogEnforcer:
-    """No cgroup available: the supervisor's RSS watchdog SIGKILLs at the limit."""
+    """No cgroup available: the supervisor's memory watchdog SIGKILLs at the limit."""
 
     kind = "watchdog"
     kernel_enforced = False
@@ -233,6 +235,37 @@ def detect_enforcer(run_id: str, *, prefer: str = "auto") -> MemoryEnforcer:
             return CgroupV2Enforcer(parent)
     log.warning("no writable memory cgroup; enforcing memory limits with the RSS watchdog")
     return WatchdogEnforcer()
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedMemory:
+    """What a process owns: PSS (its share of every page it maps) and USS (private pages)."""
+
+    pss_bytes: int
+    uss_bytes: int
+
+
+def parse_smaps_rollup(text: str) -> OwnedMemory | None:
+    """PSS and USS from the text of ``/proc/<pid>/smaps_rollup`` (None without a Pss line)."""
+    kib: dict[str, int] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        parts = rest.split()
+        if sep and len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+            kib[name] = int(parts[0])
+    if "Pss" not in kib:
+        return None
+    private = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
+    return OwnedMemory(pss_bytes=kib["Pss"] * 1024, uss_bytes=private * 1024)
+
+
+def owned_memory(pid: int) -> OwnedMemory | None:
+    """PSS and USS of ``pid`` now (a walk of its page tables), or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    return parse_smaps_rollup(text)
 
 
 def rss_bytes(pid: int) -> int | None:

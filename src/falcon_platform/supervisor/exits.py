@@ -141,6 +141,7 @@ class ExitHandler:
             "oom_killed": info.oom_killed,
             "oom_enforcement": (self.enforcer.kind if cgroup_oom else "watchdog") if oom else None,
             "peak_rss_bytes": info.peak_rss_bytes,
+            "peak_pss_bytes": slot.peak_pss_bytes or None,
             "memory_limit_bytes": self.limits.limit_bytes,
             "during_boot": info.during_boot,
             "uptime_s": round(now_mono - (slot.started_mono or now_mono), 3),
@@ -151,6 +152,7 @@ class ExitHandler:
         if slot.watchdog_killed:
             details["watchdog_killed_at"] = slot.extra.get("watchdog_kill_wall")
             details["watchdog_rss_bytes"] = slot.extra.get("watchdog_kill_rss")
+            details["watchdog_pss_bytes"] = slot.extra.get("watchdog_kill_pss")
         self.journal.record(
             EventKind.WORKER_EXITED, release=slot.release, worker=slot.slot_id, details=details
         )

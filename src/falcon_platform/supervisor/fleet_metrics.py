@@ -51,6 +51,13 @@ class SupervisorMetrics:
             ["worker", "release"],
             registry=r,
         )
+        self.worker_pss = Gauge(
+            names.WORKER_PSS,
+            "Worker proportional set size (PSS) sampled by the supervisor; the memory limits "
+            "apply to it.",
+            ["worker", "release"],
+            registry=r,
+        )
         self.scrape_failures = Counter(
             names.SCRAPE_FAILURES, "Failed scrapes of a worker's /metrics.", ["worker"], registry=r
         )

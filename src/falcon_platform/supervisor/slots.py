@@ -77,6 +77,10 @@ class Slot:
     watchdog_killed: bool = False
     rss_bytes: int | None = None
     peak_rss_bytes: int = 0
+    pss_bytes: int | None = None  # what the limits apply to (sampled less often than RSS)
+    uss_bytes: int | None = None
+    peak_pss_bytes: int = 0
+    owned_sampled_mono: float = float("-inf")  # when PSS/USS were last read
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,6 +114,9 @@ class Slot:
         self.watchdog_killed = False
         self.rss_bytes = None
         self.peak_rss_bytes = 0
+        self.pss_bytes = self.uss_bytes = None
+        self.peak_pss_bytes = 0
+        self.owned_sampled_mono = float("-inf")
         self.ready_wall = self.ready_mono = None
         self.boot_message = None
         self.extra.clear()

@@ -80,6 +80,9 @@ def worker_status(
         "ready": slot.state is WorkerState.READY,
         "rss_bytes": slot.rss_bytes if slot.live else None,
         "peak_rss_bytes": slot.peak_rss_bytes or None,
+        "pss_bytes": slot.pss_bytes if slot.live else None,
+        "uss_bytes": slot.uss_bytes if slot.live else None,
+        "peak_pss_bytes": slot.peak_pss_bytes or None,
         "memory_limit_bytes": limits.limit_bytes,
         "restarts": slot.restarts,
         "recycles": slot.recycles,
@@ -108,12 +111,15 @@ def update_gauges(
     slots = list(slots)
     metrics.workers.clear()
     metrics.worker_rss.clear()
+    metrics.worker_pss.clear()
     counts: dict[tuple[str, str], int] = {}
     for slot in slots:
         key = (slot.release, display_state(slot, crash_looping))
         counts[key] = counts.get(key, 0) + 1
         if slot.live and slot.rss_bytes is not None:
             metrics.worker_rss.labels(worker=slot.slot_id, release=slot.release).set(slot.rss_bytes)
+        if slot.live and slot.pss_bytes is not None:
+            metrics.worker_pss.labels(worker=slot.slot_id, release=slot.release).set(slot.pss_bytes)
     for (release, state), n in counts.items():
         metrics.workers.labels(release=release, state=state).set(n)
     for release in set(desired) | {s.release for s in slots}:
