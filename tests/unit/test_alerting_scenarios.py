@@ -6,7 +6,6 @@ must be current (regenerate with FALCON_UPDATE_GOLDEN=1); promtool then checks P
 agrees (tests/integration/test_promtool_rules.py).
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from falcon_platform.testing.alert_scenarios import (
     render_promtool_test,
     run_evaluator,
 )
+from falcon_platform.testing.golden import assert_golden
 
 PROMTOOL_DIR = Path(__file__).parents[1] / "promtool"
 SCENARIOS = sorted((PROMTOOL_DIR / "scenarios").glob("*.yml"))
@@ -46,12 +46,7 @@ def test_promtool_test_files_match_the_local_evaluator(path: Path) -> None:
     text = render_promtool_test(
         scenario, run_evaluator(scenario, Spec()), alert_names(Spec()), RULES_FROM_TESTS
     )
-    target = PROMTOOL_DIR / f"{scenario.name}.test.yml"
-    if os.environ.get("FALCON_UPDATE_GOLDEN") == "1":
-        target.write_text(text, encoding="utf-8")
-    assert target.read_text(encoding="utf-8") == text, (
-        f"{target} is stale: FALCON_UPDATE_GOLDEN=1 pytest {__file__}"
-    )
+    assert_golden(PROMTOOL_DIR / f"{scenario.name}.test.yml", text)
 
 
 def test_seed_memory_alert_fires_before_the_first_oom_kill() -> None:

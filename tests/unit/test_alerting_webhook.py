@@ -97,11 +97,21 @@ def test_an_unreachable_receiver_fails_after_the_attempts() -> None:
     assert len(calls) == 2
 
 
-def test_send_transitions_does_nothing_without_a_url() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise AssertionError("must not be called")
+def test_send_transitions_does_nothing_without_a_url_or_without_transitions() -> None:
+    calls: list[httpx.Request] = []
 
-    send_transitions(Settings(), _transitions(), transport=httpx.MockTransport(handler))
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    transport = httpx.MockTransport(handler)
+    send_transitions(Settings(), _transitions(), transport=transport)
+    send_transitions(Settings(alert_webhook_url="http://hooks.test/x"), [], transport=transport)
+    assert calls == []
+    send_transitions(
+        Settings(alert_webhook_url="http://hooks.test/x"), _transitions(), transport=transport
+    )
+    assert [str(c.url) for c in calls] == ["http://hooks.test/x"]  # the same handler does count
 
 
 class _Receiver(BaseHTTPRequestHandler):

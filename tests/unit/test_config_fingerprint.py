@@ -34,7 +34,16 @@ def s(**values: object) -> Settings:
 
 
 def test_same_config_same_digest_and_worker_identity_is_ignored() -> None:
-    assert fingerprint(s(), Spec()).digest == fingerprint(s(), Spec()).digest
+    # The same configuration said two ways (defaults vs. the same values spelled out, a spec
+    # from YAML-like data vs. the default object) has one digest, a SHA-256 in hex.
+    default = fingerprint(s(), Spec())
+    spelled = fingerprint(
+        s(log_level=s().log_level, workers=s().workers),
+        Spec.model_validate(Spec().model_dump(mode="json")),
+    )
+    assert spelled.digest == default.digest
+    assert len(default.digest) == 64
+    assert int(default.digest, 16) >= 0
     a = fingerprint(s(worker_id="w1", release="r1"), Spec())
     b = fingerprint(s(worker_id="w2", release="r1"), Spec())
     assert a.digest == b.digest

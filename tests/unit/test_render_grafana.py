@@ -1,7 +1,6 @@
 """The Grafana dashboard rendered from the spec: golden file, importable structure, real queries."""
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from falcon_platform.render.grafana import (
     render_dashboard,
     render_grafana,
 )
+from falcon_platform.testing.golden import assert_golden
 
 ROOT = Path(__file__).parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "grafana" / DASHBOARD_FILENAME
@@ -24,12 +24,7 @@ def _panels(spec: Spec) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_dashboard_matches_the_golden_file() -> None:
-    text = render_dashboard(Spec())
-    if os.environ.get("FALCON_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(text, encoding="utf-8")
-    assert GOLDEN.read_text(encoding="utf-8") == text, (
-        f"stale golden: FALCON_UPDATE_GOLDEN=1 pytest {__file__}"
-    )
+    assert_golden(GOLDEN, render_dashboard(Spec()))
 
 
 def test_deploy_example_is_the_rendered_default() -> None:

@@ -8,12 +8,12 @@ Regenerate after an intended change with::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from test_serving_cases import settings_for, tiny_model
 
 from falcon_platform.serving.app import create_app
+from falcon_platform.testing.golden import assert_golden
 from falcon_platform.testing.stores import fake_stores
 
 GOLDEN = Path(__file__).with_name("test_serving_openapi.golden.json")
@@ -27,14 +27,7 @@ def _document(tmp_path: Path) -> dict[str, object]:
 
 
 def test_openapi_matches_the_golden_file(tmp_path: Path) -> None:
-    current = json.dumps(_document(tmp_path), indent=2, sort_keys=True) + "\n"
-    if os.environ.get("FALCON_UPDATE_GOLDEN") == "1":
-        assert os.environ.get("CI") != "true", "golden files are never regenerated in CI"
-        GOLDEN.write_text(current)
-    assert GOLDEN.exists(), "no golden file: run with FALCON_UPDATE_GOLDEN=1 once"
-    assert current == GOLDEN.read_text(), (
-        "the OpenAPI document changed; if intended, regenerate with FALCON_UPDATE_GOLDEN=1"
-    )
+    assert_golden(GOLDEN, json.dumps(_document(tmp_path), indent=2, sort_keys=True) + "\n")
 
 
 def test_inference_routes_are_documented_with_their_schemas(tmp_path: Path) -> None:
