@@ -106,6 +106,7 @@ def test_each_environment_renders_the_objects_of_the_issue() -> None:
         "NetworkPolicy/falcon-db-upgrade",
         "ServiceMonitor/falcon",
         "PrometheusRule/falcon",
+        "PrometheusRule/falcon-kubernetes",
     }
     objs = objects()
     jobs = {k for k in objs if k.startswith("Job/falcon-db-upgrade-")}

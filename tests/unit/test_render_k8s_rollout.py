@@ -8,6 +8,7 @@ never read back from the renderer. How Argo judges a measurement is replayed wit
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +16,18 @@ from typer.testing import CliRunner
 
 from falcon_platform.cli.main import app as cli_app
 from falcon_platform.config.settings import Settings
-from falcon_platform.config.spec import CanarySpec, CanaryStep, Spec
+from falcon_platform.config.spec import AlertSpec, CanarySpec, CanaryStep, RestartSpec, Spec
 from falcon_platform.errors import ConfigError
 from falcon_platform.observability import names as metric_names
+from falcon_platform.observability.alert_defs import runbook_url
 from falcon_platform.render.k8s import K8sOptions, manifests
 from falcon_platform.render.k8s.analysis import CANARY_FIELDS_ON_KUBERNETES, go_duration
+from falcon_platform.render.k8s.cluster_rules import cluster_alerts
+from falcon_platform.render.k8s.names import Names
 from falcon_platform.testing.argo import measurement_phase, metric_phase
 
 OPTIONS = K8sOptions(image="registry.example/falcon:1.2.3")
+RUNBOOK = Path(__file__).parents[2] / "docs" / "RUNBOOK.md"
 TUNED = CanarySpec(
     steps=[
         CanaryStep(weight=20, pause=30),
@@ -233,3 +238,44 @@ def test_the_argo_replay_limits() -> None:
     assert metric_phase(["Error"] * 5) == "Error"
     with pytest.raises(ValueError, match="unsupported"):
         measurement_phase(None, "os.system('x')", [1.0])
+
+
+# --- the cluster's own alerts (PrometheusRule <service>-kubernetes) ---------------------------
+
+
+def test_cluster_alerts_take_their_windows_from_the_spec() -> None:
+    """The twins of the supervisor's alerts use the same spec windows; the paused-canary alert
+    waits out the longest pause plus 10 minutes (7 m, 20 m, 90 s, 5 m + 10 m: by hand)."""
+    spec = Spec(
+        alerts=AlertSpec(oom_kill_window=420, no_ready_worker_for=90),
+        restart=RestartSpec(crash_loop_window=1200),
+        canary=CanarySpec(
+            steps=[CanaryStep(weight=10, pause=30), CanaryStep(weight=50, pause=300)]
+        ),
+    )
+    (rule,) = [
+        o
+        for o in manifests(spec, Settings.model_construct(profile="prod"), OPTIONS, "prod")
+        if o["metadata"]["name"] == "falcon-kubernetes"
+    ]
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert "[7m]" in alerts["FalconPodOOMKilled"]["expr"]
+    assert "[20m]" in alerts["FalconPodCrashLooping"]["expr"]
+    assert alerts["FalconNoAvailablePod"]["for"] == "90s"
+    assert alerts["FalconRolloutPaused"]["for"] == "15m"
+    assert "for" not in alerts["FalconRolloutAborted"]  # at once, as the local abort alert
+    assert {a: r["labels"]["severity"] for a, r in alerts.items()} == {
+        "FalconPodOOMKilled": "critical",
+        "FalconPodCrashLooping": "critical",
+        "FalconNoAvailablePod": "critical",
+        "FalconRolloutAborted": "critical",
+        "FalconRolloutPaused": "warning",
+    }
+
+
+def test_every_cluster_alert_has_a_runbook_section() -> None:
+    headings = set(re.findall(r"^#{2,4} (Falcon\w+)\s*$", RUNBOOK.read_text(), re.MULTILINE))
+    for rollout in (True, False):
+        for alert in cluster_alerts(Spec(), Names("falcon"), rollout=rollout):
+            assert alert.name in headings, alert.name
+            assert runbook_url(alert.name).endswith("#" + alert.name.lower())

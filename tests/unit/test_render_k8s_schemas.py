@@ -77,6 +77,7 @@ def test_custom_resources_pass_their_crd_schemas(env: str) -> None:
         "AnalysisTemplate",
         "AnalysisTemplate",
         "PrometheusRule",
+        "PrometheusRule",
         "Rollout",
         "ServiceMonitor",
     ]

@@ -29,6 +29,7 @@ from falcon_platform.config.spec_template import render_spec_template
 from falcon_platform.errors import ConfigError
 from falcon_platform.render.k8s import analysis, monitoring, network
 from falcon_platform.render.k8s import options as o
+from falcon_platform.render.k8s.cluster_rules import cluster_rule
 from falcon_platform.render.k8s.migrations import migration_job
 from falcon_platform.render.k8s.names import Names
 from falcon_platform.render.k8s.pod import pod_template
@@ -162,6 +163,7 @@ def resources(
         Resource("job-db-upgrade.yaml", migration_job(names, options)),
         Resource("servicemonitor.yaml", monitoring.service_monitor(spec, names)),
         Resource("prometheusrule.yaml", monitoring.prometheus_rule(spec, names)),
+        Resource("prometheusrule-kubernetes.yaml", cluster_rule(spec, names, rollout=rollout)),
         Resource("configmap-dashboard.yaml", monitoring.dashboard_config_map(spec, names)),
     ]
 

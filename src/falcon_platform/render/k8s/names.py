@@ -47,6 +47,11 @@ class Names:
         return f"{self.service}-dashboard"
 
     @property
+    def cluster_rules(self) -> str:
+        """PrometheusRule of the cluster-only alerts (kube-state-metrics, Argo Rollouts)."""
+        return f"{self.service}-kubernetes"
+
+    @property
     def canary_analysis(self) -> str:
         """AnalysisTemplate: the canary judge, measured through a Rollout's canary steps."""
         return f"{self.service}-canary"
