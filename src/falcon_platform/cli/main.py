@@ -20,6 +20,7 @@ from falcon_platform.cli import (
     config_cli,
     db_cli,
     drill_cli,
+    incident_cli,
     loadtest_cli,
     model_cli,
     releases_cli,
@@ -40,6 +41,7 @@ app.add_typer(config_cli.app, name="config")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(render_cli.app, name="render")
 app.add_typer(releases_cli.app, name="releases")
+app.add_typer(incident_cli.app, name="incident")
 runtime_cli.register(app)
 alerts_cli.register(app)
 loadtest_cli.register(app)

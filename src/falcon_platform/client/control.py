@@ -16,6 +16,7 @@ from falcon_platform.config.admin_token import read_admin_token
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import (
     FalconError,
+    InvalidInputError,
     NotFoundError,
     ReleaseRefusedError,
     RuntimeStateError,
@@ -71,6 +72,7 @@ class ControlClient:
         *,
         auth: bool = False,
         ok: Sequence[int] = (200, 202),
+        typed: bool = False,  # 404 -> NotFoundError, 422 -> InvalidInputError (exit 2)
         **kw: Any,
     ) -> httpx.Response:
         headers = {}
@@ -96,6 +98,10 @@ class ControlClient:
                 raise RuntimeStateError(detail)
             if response.status_code == 422 and _code(response) == "policy_violation":
                 raise ReleaseRefusedError(detail)
+            if typed and response.status_code == 404:
+                raise NotFoundError(detail)
+            if typed and response.status_code == 422:
+                raise InvalidInputError(detail)
             raise FalconError(f"control API {method} {path}: HTTP {response.status_code}: {detail}")
         return response
 
@@ -132,6 +138,36 @@ class ControlClient:
     def alerts(self) -> dict[str, Any]:
         """Firing and pending alerts from the supervisor's evaluator (``GET /alerts``)."""
         body: dict[str, Any] = self._request("GET", "/alerts").json()
+        return body
+
+    def incidents(self, *, status: Sequence[str] = (), limit: int = 100) -> list[dict[str, Any]]:
+        """Incidents, newest first (``GET /incidents``)."""
+        params: list[tuple[str, str | int]] = [("limit", limit), *(("status", s) for s in status)]
+        found: list[dict[str, Any]] = self._request(
+            "GET", "/incidents", params=params, typed=True
+        ).json()["incidents"]
+        return found
+
+    def incident(self, incident_id: str, *, part: str = "") -> dict[str, Any]:
+        """One incident (``GET /incidents/{id}``), or one of its parts (``/postmortem``...)."""
+        body: dict[str, Any] = self._request(
+            "GET", f"/incidents/{incident_id}{part}", typed=True
+        ).json()
+        return body
+
+    def incident_open(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = self._request(
+            "POST", "/incidents", auth=True, ok=(201,), typed=True, json=dict(payload)
+        ).json()
+        return body
+
+    def incident_action(
+        self, incident_id: str, action: str, payload: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``POST /incidents/{id}/{ack|note|mitigate|resolve|severity}``."""
+        body: dict[str, Any] = self._request(
+            "POST", f"/incidents/{incident_id}/{action}", auth=True, typed=True, json=dict(payload)
+        ).json()
         return body
 
     def metrics(self) -> str:

@@ -371,6 +371,20 @@ class LoadTestSpec(_Section):
         return {**_default_load_profiles(), **value}
 
 
+class IncidentSpec(_Section):
+    """When the supervisor opens incidents by itself (issue 15)."""
+
+    auto_open: bool = Field(default=True, description="Open incidents from signals.")
+    oom_burst_kills: int = Field(default=2, ge=1, description="OOM kills that make a burst.")
+    oom_burst_window: Duration = Field(default=300.0, gt=0, description="Within this long.")
+    reopen_window: Duration = Field(
+        default=600.0, ge=0, description="A fault back this soon reopens the incident."
+    )
+    lookback: Duration = Field(
+        default=600.0, ge=0, description="How far back the first related symptom is sought."
+    )
+
+
 class Spec(_Section):
     """The whole ``falcon.yaml``."""
 
@@ -384,3 +398,4 @@ class Spec(_Section):
     canary: CanarySpec = Field(default_factory=CanarySpec)
     gates: GateSpec = Field(default_factory=GateSpec)
     loadtest: LoadTestSpec = Field(default_factory=LoadTestSpec)
+    incidents: IncidentSpec = Field(default_factory=IncidentSpec)

@@ -45,6 +45,8 @@ SECTION_NOTES: dict[str, str] = {
     "from each request's scheduled start) and k6-like thresholds; a failed threshold exits 99. "
     "Profiles you write here are merged over these by name. `falcon loadtest capacity` "
     "searches the highest rate at which the slo section still holds.",
+    "incidents": "When the supervisor opens incidents by itself (critical alert, crash loop, OOM "
+    "burst, aborted rollout, no worker ready) and how it deduplicates them.",
 }
 
 

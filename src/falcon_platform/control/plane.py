@@ -26,6 +26,7 @@ from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
 from falcon_platform.control.alerting import alerting_plugin
 from falcon_platform.control.api import create_control_app
+from falcon_platform.control.incidents_routes import incidents_plugin
 from falcon_platform.errors import RuntimeStateError
 from falcon_platform.events.journal import (
     BufferedJournal,
@@ -167,6 +168,16 @@ async def serve(
             "(needs root and a cgroup v1/v2 memory controller); use auto or watchdog"
         )
     routers, periodic = alerting_plugin(settings, spec, sli, journal, token)
+    incident_routers, incident_tasks, _ = incidents_plugin(
+        spec,
+        engine,
+        journal,
+        token,
+        sli=sli,
+        scrape_interval_s=settings.sli_scrape_interval_s,
+        workers_total=lambda: sum(supervisor.desired.values()),
+    )
+    routers, periodic = [*routers, *incident_routers], [*periodic, *incident_tasks]
     supervisor = Supervisor(
         settings,
         spec,

@@ -70,6 +70,15 @@ class EventKind(StrEnum):
     ROLLBACK_STARTED = "rollback_started"
     ROLLBACK_FINISHED = "rollback_finished"
     DRILL = "drill"  # a failure drill's outcome (falcon drill run)
+    # --- incidents (issue 15); details always carry "incident": the id -----------------
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_JOINED = "incident_joined"  # another signal joined the open incident
+    INCIDENT_REOPENED = "incident_reopened"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_NOTE = "incident_note"
+    INCIDENT_SEVERITY_CHANGED = "incident_severity_changed"
+    INCIDENT_MITIGATED = "incident_mitigated"
+    INCIDENT_RESOLVED = "incident_resolved"
 
 
 def format_ts(ts: float) -> str:

@@ -97,3 +97,21 @@ releases = Table(
     Column("record", JSON, nullable=False),
     Index("ix_releases_number", "number"),
 )
+
+# Incidents (issue 15): the indexed fields in columns, the rest of the incident as JSON
+# (``incidents.model.Incident.to_dict``); only the supervisor process writes them.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),  # INC-YYYY-MM-DD-NNN
+    Column("status", String(16), nullable=False),
+    Column("severity", String(4), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("detected_at", Float, nullable=False),
+    Column("resolved_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_incidents_status", "status"),
+    Index("ix_incidents_detected_at", "detected_at"),
+)

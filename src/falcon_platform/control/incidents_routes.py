@@ -1,0 +1,229 @@
+"""The incidents part of the control API (one ``APIRouter``) and its supervisor plug-in.
+
+Reads are open on loopback (the token elsewhere); every change needs the admin token::
+
+    GET  /incidents[?status=open&limit=50]     GET /incidents/{id}
+    GET  /incidents/{id}/bundle (data)         GET /incidents/{id}/postmortem (Markdown)
+    POST /incidents {"title": ..., "severity": "P1"}
+    POST /incidents/{id}/ack|note|mitigate|resolve {"by": "alice", "text": "..."}
+    POST /incidents/{id}/severity {"severity": "P0", "by": "alice"}
+
+    routers, tasks = incidents_plugin(spec, engine, journal, token, workers_total=lambda: 2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from falcon_platform.config.spec import Spec
+from falcon_platform.control.auth import bearer_token, is_loopback
+from falcon_platform.errors import InvalidInputError, RuntimeStateError, UnauthorizedError
+from falcon_platform.events.journal import EventJournal
+from falcon_platform.incidents.bundle import collect_bundle
+from falcon_platform.incidents.model import (
+    Action,
+    Incident,
+    Severity,
+    Status,
+    check_incident_id,
+)
+from falcon_platform.incidents.postmortem import render_markdown
+from falcon_platform.incidents.service import IncidentService
+from falcon_platform.incidents.store import SqlIncidentStore
+from falcon_platform.incidents.watcher import IncidentWatcher
+from falcon_platform.observability.sli_store import SLIStore
+from falcon_platform.supervisor.supervisor import PeriodicTask
+
+_WHO = Field(default="operator", min_length=1, max_length=100, description="Who acts.")
+
+
+class OpenRequest(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    severity: Severity = Severity.P2
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    commander: str | None = Field(default=None, max_length=100)
+    release: str | None = Field(default=None, max_length=64)
+    by: str = _WHO
+
+
+class ActionRequest(BaseModel):
+    by: str = _WHO
+    text: str | None = Field(default=None, max_length=5000)
+
+
+class SeverityRequest(BaseModel):
+    severity: Severity
+    by: str = _WHO
+
+
+def create_incidents_router(
+    service: IncidentService,
+    admin_token: str,
+    *,
+    make_bundle: Callable[[Incident], dict[str, Any]] | None = None,
+) -> APIRouter:
+    """``make_bundle`` (blocking; run in a thread) serves /bundle and /postmortem."""
+    router = APIRouter(tags=["incidents"])
+
+    def check_token(authorization: str | None) -> None:
+        given = bearer_token(authorization)
+        if given is None or not secrets.compare_digest(given, admin_token):
+            raise UnauthorizedError(
+                "this incidents call needs the admin token (changes always; reads from another "
+                "host): set FALCON_ADMIN_TOKEN or run the CLI as the user who started the supervisor"
+            )
+
+    def check_reader(request: Request, authorization: str | None) -> None:
+        if not is_loopback(request):
+            check_token(authorization)
+
+    @router.get("/incidents")
+    async def list_incidents(
+        request: Request,
+        status: Annotated[list[Status] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        check_reader(request, authorization)
+        found = await asyncio.to_thread(service.store.find, status=status, limit=limit)
+        return {"incidents": [i.to_dict() for i in found], "now": time.time()}
+
+    @router.get("/incidents/{incident_id}")
+    async def get_incident(
+        request: Request,
+        incident_id: str,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        check_reader(request, authorization)
+        check_incident_id(incident_id)
+        return (await asyncio.to_thread(service.store.get, incident_id)).to_dict()
+
+    async def bundle_of(incident_id: str) -> dict[str, Any]:
+        check_incident_id(incident_id)
+        inc = await asyncio.to_thread(service.store.get, incident_id)
+        if make_bundle is None:
+            raise RuntimeStateError("this control API has no request log or SLI store attached")
+        return await asyncio.to_thread(make_bundle, inc)
+
+    @router.get("/incidents/{incident_id}/bundle")
+    async def get_bundle(
+        request: Request,
+        incident_id: str,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Everything the postmortem shows, as data (the CLI renders it and its graphs)."""
+        check_reader(request, authorization)
+        return await bundle_of(incident_id)
+
+    @router.get("/incidents/{incident_id}/postmortem", response_class=PlainTextResponse)
+    async def get_postmortem(
+        request: Request,
+        incident_id: str,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> PlainTextResponse:
+        """The postmortem as Markdown (graphs referenced as files: use the CLI to get them)."""
+        check_reader(request, authorization)
+        bundle = await bundle_of(incident_id)
+        text = await asyncio.to_thread(render_markdown, bundle)
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+    @router.post("/incidents", status_code=201)
+    async def open_incident(
+        body: OpenRequest, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        check_token(authorization)
+        inc = await asyncio.to_thread(
+            service.open_manual,
+            body.title,
+            by=body.by,
+            severity=body.severity,
+            tags=body.tags,
+            commander=body.commander,
+            release=body.release,
+        )
+        return inc.to_dict()
+
+    @router.post("/incidents/{incident_id}/severity")
+    async def set_severity(
+        incident_id: str,
+        body: SeverityRequest,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        check_token(authorization)
+        check_incident_id(incident_id)
+        inc = await asyncio.to_thread(service.set_severity, incident_id, body.severity, by=body.by)
+        return inc.to_dict()
+
+    @router.post("/incidents/{incident_id}/{action}")
+    async def act(
+        incident_id: str,
+        action: str,
+        body: Annotated[ActionRequest | None, Body()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        check_token(authorization)
+        check_incident_id(incident_id)
+        try:
+            verb = Action(action)
+        except ValueError:
+            verb = Action.SIGNAL
+        if verb is Action.SIGNAL:
+            raise InvalidInputError(
+                f"unknown incident action {action!r}; use ack, note, mitigate or resolve"
+            )
+        body = body or ActionRequest()
+        inc = await asyncio.to_thread(service.act, incident_id, verb, by=body.by, text=body.text)
+        return inc.to_dict()
+
+    return router
+
+
+def incidents_plugin(
+    spec: Spec,
+    engine: Engine,
+    journal: EventJournal,
+    admin_token: str,
+    *,
+    sli: SLIStore | None = None,
+    scrape_interval_s: float = 5.0,
+    workers_total: Callable[[], int] = lambda: 1,
+    interval_s: float = 1.0,
+) -> tuple[list[APIRouter], list[PeriodicTask], IncidentService]:
+    """The incidents router and the watcher as a periodic task (in a thread: SQL I/O)."""
+    service = IncidentService(SqlIncidentStore(engine), journal, spec.incidents)
+
+    def make_bundle(inc: Incident) -> dict[str, Any]:
+        reader = sli.open_reader() if sli is not None else None
+        try:
+            return collect_bundle(
+                inc,
+                journal=journal,
+                engine=engine,
+                sli=reader,
+                spec=spec,
+                now=time.time(),
+                scrape_interval_s=scrape_interval_s,
+                related=service.store.find(limit=20),
+            )
+        finally:
+            if reader is not None:
+                reader.close()
+
+    watcher = IncidentWatcher(
+        service, journal, spec.incidents, since=time.time(), workers_total=workers_total
+    )
+
+    async def watch() -> None:
+        await asyncio.to_thread(watcher.tick, time.time())
+
+    router = create_incidents_router(service, admin_token, make_bundle=make_bundle)
+    return [router], [PeriodicTask("incidents", interval_s, watch)], service
