@@ -3,6 +3,7 @@
 # redis-server and PostgreSQL: the integration tests start private instances of them;
 # prometheus: promtool checks and unit-tests the rendered alert rules, and e2e tests scrape Falcon;
 # wrk: the load generator of the benchmark;
+# chromium: the web console's browser tests (tests/e2e/test_console_browser.py, Playwright);
 # kubectl: `kubectl kustomize` builds the rendered Kubernetes overlays (tests/integration/test_k8s_render.py).
 set -euo pipefail
 
@@ -13,6 +14,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # kubectl only where the configured apt sources offer a package named kubectl (e.g. the
 # Kubernetes project's repository). Debian's own kubernetes-client is kubectl 1.20, whose
 # kustomize v2 cannot build the layout (no `patches:`, no components): not installed; the

@@ -177,6 +177,8 @@ def up(
             f"  curl -s -X POST {supervisor.url}/infer -H 'Content-Type: application/json' "
             '-d \'{"text": "I love this product"}\''
         )
+        if settings.control_socket is None:
+            _out().print(f"  web console: {_control_where(settings)}/console/")
 
     code = asyncio.run(
         serve(

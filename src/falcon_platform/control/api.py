@@ -69,7 +69,8 @@ def create_control_app(
 
     app = FastAPI(title="Falcon control API", version="1", docs_url="/docs", redoc_url=None)
     # First in line: the token before any body is read, bodies capped (1 MiB).
-    app.add_middleware(ControlGuard, admin_token=admin_token)
+    # The console (/console/) checks its own session cookie and CSRF token on its forms.
+    app.add_middleware(ControlGuard, admin_token=admin_token, session_prefix="/console/")
 
     @app.exception_handler(FalconError)
     async def _falcon_error(_: Request, exc: FalconError) -> JSONResponse:

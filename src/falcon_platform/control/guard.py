@@ -9,6 +9,10 @@ a declared ``Content-Length`` above the cap -> 413 at once; a body that streams 
 app as one message::
 
     app.add_middleware(ControlGuard, admin_token=token, max_body=1_048_576)
+
+The web console's forms (``/console/...``) carry no Bearer header: a browser cannot send one
+from an HttpOnly session. For ``session_prefix`` the console checks its session cookie and CSRF
+token itself (``control/console/sessions.py``); the body cap still applies there.
 """
 
 from __future__ import annotations
@@ -45,10 +49,18 @@ async def _error(send: Send, status: int, code: str, detail: str) -> None:
 
 
 class ControlGuard:
-    def __init__(self, app: ASGIApp, *, admin_token: str, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        admin_token: str,
+        max_body: int = MAX_BODY_BYTES,
+        session_prefix: str | None = None,
+    ) -> None:
         self.app = app
         self.admin_token = admin_token
         self.max_body = max_body
+        self.session_prefix = session_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WRITES:
@@ -56,7 +68,15 @@ class ControlGuard:
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         given = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
-        if given is None or not secrets.compare_digest(given, self.admin_token):
+        path = str(scope.get("path", ""))
+        by_session = (
+            self.session_prefix is not None
+            and path.startswith(self.session_prefix)
+            and ".." not in path
+        )
+        if not by_session and (
+            given is None or not secrets.compare_digest(given, self.admin_token)
+        ):
             await _error(
                 send,
                 401,

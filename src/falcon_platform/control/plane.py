@@ -202,6 +202,14 @@ async def serve(
     except Exception as exc:  # the release history must not keep the service down
         log.error("cannot record the starting release in the release store: %s", exc)
     routers = [*routers, create_releases_router(releases, token)]
+    from falcon_platform.control.console.routes import create_console_router
+    from falcon_platform.control.slo_routes import create_slo_router
+
+    routers = [
+        *routers,
+        create_slo_router(spec, sli.open_reader, token),
+        create_console_router(token),
+    ]
     app = create_control_app(
         supervisor, journal, token, config_info=config_info, extra_routers=routers
     )

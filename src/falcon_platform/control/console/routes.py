@@ -1,0 +1,419 @@
+"""The web console's routes: pages under ``/console/``, sign-in, actions, two static files.
+
+Pages are rendered on the server (Jinja2) from the control API's own JSON (``ApiReader``);
+``console.js`` re-fetches the page every few seconds and swaps its ``data-live`` sections,
+so the page updates without a reload and still works, unrefreshed, without JavaScript::
+
+    router = create_console_router(admin_token)
+    app = create_control_app(..., extra_routers=[router])    # GET /console/
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from falcon_platform.control.auth import is_loopback
+from falcon_platform.control.console import views
+from falcon_platform.control.console.api_reader import Answer, ApiReader
+from falcon_platform.control.console.sessions import (
+    COOKIE,
+    SESSION_TTL_S,
+    Session,
+    SessionStore,
+    same_origin,
+)
+from falcon_platform.events.journal import EventKind
+
+PREFIX = "/console"
+REFRESH_MS = 2000
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+NAV = [
+    ("overview", f"{PREFIX}/", "Overview"),
+    ("releases", f"{PREFIX}/releases", "Releases"),
+    ("slos", f"{PREFIX}/slos", "SLOs"),
+    ("alerts", f"{PREFIX}/alerts", "Alerts"),
+    ("incidents", f"{PREFIX}/incidents", "Incidents"),
+    ("events", f"{PREFIX}/events", "Events"),
+]
+#: action name -> (control API path, with {target} for an incident id; what it does)
+ACTIONS: dict[str, tuple[str, str]] = {
+    "restart": ("/restart", "rolling restart"),
+    "promote": ("/rollout/promote", "promote the canary"),
+    "abort": ("/rollout/abort", "abort the rollout"),
+    "rollback": ("/rollback", "roll back"),
+    "incident-ack": ("/incidents/{target}/ack", "acknowledge the incident"),
+    "incident-resolve": ("/incidents/{target}/resolve", "resolve the incident"),
+}
+# Only the admin token, a session and the page structure are security-relevant here; the CSP
+# keeps every byte the page loads on this server (the console works with no internet access).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes Chromium send Origin: null
+    "Cache-Control": "no-store",
+}
+MAX_TARGET_CHARS = 200
+
+
+def _safe_back(value: str | None) -> str:
+    """Where to return after a form: a console path only (no open redirect)."""
+    if value and value.startswith(f"{PREFIX}/") and "//" not in value and "\\" not in value:
+        return value
+    return f"{PREFIX}/"
+
+
+def _form(body: bytes) -> dict[str, str]:
+    # Three small urlencoded fields: the stdlib parser, not a multipart dependency.
+    parsed = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=10)
+    return {k: v[0] for k, v in parsed.items() if v}
+
+
+def create_console_router(
+    admin_token: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    refresh_ms: int = REFRESH_MS,
+) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, include_in_schema=False)
+    sessions = SessionStore(admin_token, clock=clock)
+    env = Environment(
+        loader=PackageLoader("falcon_platform.control.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        bytes=views.format_bytes,
+        seconds=views.format_seconds,
+        time=views.format_time,
+        percent=views.format_percent,
+        details=views.details_text,
+    )
+    readers: dict[int, ApiReader] = {}
+
+    def api(request: Request) -> ApiReader:
+        app = request.app
+        if id(app) not in readers:
+            readers[id(app)] = ApiReader(app, admin_token)
+        return readers[id(app)]
+
+    def session_of(request: Request) -> Session | None:
+        return sessions.get(request.cookies.get(COOKIE))
+
+    def render(
+        request: Request,
+        template: str,
+        page: str,
+        context: Mapping[str, Any],
+        *,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        session = session_of(request)
+        flash = list(session.flash) if session else []
+        if session:
+            session.flash.clear()
+        html = env.get_template(template).render(
+            nav=NAV,
+            page=page,
+            prefix=PREFIX,
+            session=session,
+            flash=flash,
+            refresh_ms=refresh_ms,
+            now=clock(),
+            path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            actions=ACTIONS,
+            **context,
+        )
+        return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+    def refuse(request: Request, status_code: int, title: str, detail: str) -> HTMLResponse:
+        return render(
+            request,
+            "refused.html.j2",
+            "",
+            {"title": title, "detail": detail},
+            status_code=status_code,
+        )
+
+    def viewer_refused(request: Request) -> Response | None:
+        """Reads are open on loopback (like the API's); from elsewhere, a session is needed."""
+        if is_loopback(request) or session_of(request) is not None:
+            return None
+        target = quote(request.url.path, safe="/")
+        return RedirectResponse(f"{PREFIX}/login?next={target}", status_code=303)
+
+    # ------------------------------------------------------------------ static files
+    @router.get("/static/{name}")
+    async def static(name: str) -> Response:
+        if name not in STATIC:
+            return Response("not found", status_code=404, media_type="text/plain")
+        data = resources.files("falcon_platform.control.console").joinpath("static", name)
+        return Response(
+            data.read_bytes(),
+            media_type=STATIC[name],
+            headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
+        )
+
+    # ------------------------------------------------------------------ pages
+    @router.get("")
+    async def root() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+    @router.get("/")
+    async def overview(request: Request) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        reader = api(request)
+        status = await reader.get("/status")
+        alerts = await reader.get("/alerts")
+        traffic = await reader.get("/traffic", {"span": 3600, "step": 60})
+        incidents = await reader.get("/incidents")
+        rollout = await reader.get("/rollout")
+        charts = []
+        if traffic.ok:
+            t = traffic.body
+            for key, title, unit, scale in (
+                ("rps", "Request rate", "req/s", 1.0),
+                ("error_ratio", "Error ratio", "%", 100.0),
+                ("p99_ms", "p99 latency", "ms", 1.0),
+            ):
+                values = t.get(key, [])
+                last = views.latest_value(values)
+                charts.append(
+                    {
+                        "key": key,
+                        "title": title,
+                        "unit": unit,
+                        "runs": views.sparkline(values),
+                        "latest": None if last is None else last * scale,
+                        "points": sum(1 for v in values if v is not None),
+                    }
+                )
+        firing = []
+        if alerts.ok:
+            firing = views.alert_rows(alerts.body.get("alerts", []), clock())
+        return render(
+            request,
+            "overview.html.j2",
+            "overview",
+            {
+                "status": status,
+                "workers": views.worker_rows(status.body) if status.ok else [],
+                "alerts": alerts,
+                "alert_rows": firing,
+                "traffic": traffic,
+                "charts": charts,
+                "incidents": incidents,
+                "open_incidents": _open_incidents(incidents),
+                "rollout": rollout,
+            },
+        )
+
+    @router.get("/slos")
+    async def slos(request: Request) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        return render(request, "slos.html.j2", "slos", {"slo": await api(request).get("/slo")})
+
+    @router.get("/alerts")
+    async def alerts_page(request: Request) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        alerts = await api(request).get("/alerts")
+        rows = views.alert_rows(alerts.body.get("alerts", []), clock()) if alerts.ok else []
+        return render(request, "alerts.html.j2", "alerts", {"alerts": alerts, "rows": rows})
+
+    @router.get("/events")
+    async def events_page(
+        request: Request,
+        kind: str = "",
+        worker: str = "",
+        release: str = "",
+        page: int = 1,
+    ) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        page = max(1, min(page, 2000))
+        params: dict[str, Any] = {"limit": views.EventsPage.limit_for(page)}
+        filters = {"kind": kind.strip(), "worker": worker.strip(), "release": release.strip()}
+        params.update({k: v for k, v in filters.items() if v})
+        answer = await api(request).get("/events", params)
+        found = views.events_page(answer.body.get("events", []) if answer.ok else [], page)
+        known = {str(k) for k in EventKind} | {str(e.get("kind")) for e in found.events}
+        query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
+        return render(
+            request,
+            "events.html.j2",
+            "events",
+            {
+                "answer": answer,
+                "found": found,
+                "filters": filters,
+                "kinds": sorted(known | ({filters["kind"]} if filters["kind"] else set())),
+                "query": query,
+            },
+        )
+
+    @router.get("/releases")
+    async def releases_page(request: Request) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        reader = api(request)
+        return render(
+            request,
+            "releases.html.j2",
+            "releases",
+            {
+                "releases": await reader.get("/releases"),
+                "rollout": await reader.get("/rollout"),
+                "status": await reader.get("/status"),
+            },
+        )
+
+    @router.get("/incidents")
+    async def incidents_page(request: Request) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        incidents = await api(request).get("/incidents")
+        return render(
+            request,
+            "incidents.html.j2",
+            "incidents",
+            {"incidents": incidents, "rows": _incident_list(incidents)},
+        )
+
+    @router.get("/incidents/{incident_id}")
+    async def incident_page(request: Request, incident_id: str) -> Response:
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        if len(incident_id) > MAX_TARGET_CHARS:
+            return refuse(request, 400, "Bad incident id", "An incident id is a short name.")
+        reader = api(request)
+        path = f"/incidents/{quote(incident_id, safe='')}"
+        incident = await reader.get(path)
+        postmortem = await reader.get(f"{path}/postmortem")
+        return render(
+            request,
+            "incident.html.j2",
+            "incidents",
+            {"incident_id": incident_id, "incident": incident, "postmortem": postmortem},
+        )
+
+    # ------------------------------------------------------------------ sign-in
+    @router.get("/login")
+    async def login_form(request: Request, next: str = "") -> Response:
+        return render(request, "login.html.j2", "", {"next": _safe_back(next), "error": None})
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        if not same_origin(request.headers.get("origin"), request.headers.get("host")):
+            return refuse(request, 403, "Refused", "The sign-in form was sent from another site.")
+        form = _form(await request.body())
+        back = _safe_back(form.get("next"))
+        session = sessions.sign_in(form.get("token", ""))
+        if session is None:
+            return render(
+                request,
+                "login.html.j2",
+                "",
+                {
+                    "next": back,
+                    "error": "That is not the admin token. It is in <run_dir>/admin_token "
+                    "(falcon up prints where) or FALCON_ADMIN_TOKEN.",
+                },
+                status_code=401,
+            )
+        session.flash.append(("good", "Signed in: actions are enabled."))
+        response = RedirectResponse(back, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            session.id,
+            max_age=int(SESSION_TTL_S),
+            path=PREFIX,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        session = session_of(request)
+        form = _form(await request.body())
+        if session is not None and sessions.check_csrf(session, form.get("csrf")):
+            sessions.sign_out(session.id)
+        response = RedirectResponse(f"{PREFIX}/", status_code=303)
+        response.delete_cookie(COOKIE, path=PREFIX)
+        return response
+
+    # ------------------------------------------------------------------ actions
+    @router.post("/actions/{action}")
+    async def act(request: Request, action: str) -> Response:
+        if action not in ACTIONS:
+            return refuse(request, 404, "No such action", f"The console has no action {action!r}.")
+        if not same_origin(request.headers.get("origin"), request.headers.get("host")):
+            return refuse(request, 403, "Refused", "The form was sent from another site.")
+        session = session_of(request)
+        if session is None:
+            return refuse(
+                request,
+                401,
+                "Sign in to act",
+                "Changing anything needs the admin token: sign in first "
+                "(the token is in <run_dir>/admin_token or FALCON_ADMIN_TOKEN).",
+            )
+        form = _form(await request.body())
+        if not sessions.check_csrf(session, form.get("csrf")):
+            return refuse(
+                request,
+                403,
+                "Refused",
+                "The form's CSRF token is missing or stale: reload the page.",
+            )
+        path, what = ACTIONS[action]
+        if "{target}" in path:
+            target = form.get("target", "")
+            if not target or len(target) > MAX_TARGET_CHARS:
+                return refuse(request, 400, "Bad request", f"{what} needs the incident id.")
+            path = path.replace("{target}", quote(target, safe=""))
+        answer = await api(request).post(path, {} if action != "restart" else None)
+        session.flash.append(_outcome(what, path, answer))
+        return RedirectResponse(_safe_back(form.get("back")), status_code=303)
+
+    return router
+
+
+def _outcome(what: str, path: str, answer: Answer) -> tuple[str, str]:
+    if answer.ok:
+        return ("good", f"Done: {what} (POST {path} answered {answer.status}).")
+    if answer.absent:
+        return ("bad", f"Not available: POST {path} does not exist in this build.")
+    return ("bad", f"Refused: {what} (POST {path} answered {answer.status}: {answer.detail}).")
+
+
+def _incident_list(answer: Answer) -> list[Mapping[str, Any]]:
+    if not answer.ok:
+        return []
+    body = answer.body
+    items = body.get("incidents", []) if isinstance(body, dict) else body
+    return [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
+
+
+def _open_incidents(answer: Answer) -> list[Mapping[str, Any]]:
+    return [
+        i
+        for i in _incident_list(answer)
+        if str(i.get("status", "")).lower() not in {"resolved", "closed"}
+    ]

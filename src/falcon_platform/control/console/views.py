@@ -1,0 +1,218 @@
+"""What the console shows, decided from the control API's JSON (pure; no I/O).
+
+Every state has a word as well as a colour (the page is readable in greyscale and by a
+screen reader); memory is a bar whose level turns at the soft limit and the hard limit::
+
+    >>> memory_level(300, soft=400, limit=500)
+    'ok'
+    >>> memory_level(420, soft=400, limit=500)
+    'soft'
+    >>> format_bytes(98_562_048)
+    '94.0 MiB'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+EVENTS_PER_PAGE = 50
+#: worker state -> the word's tone (a CSS class; the word itself is always shown)
+STATE_TONE = {
+    "new": "info",
+    "starting": "info",
+    "ready": "good",
+    "draining": "info",
+    "killing": "bad",
+    "exited": "bad",
+    "backoff": "warn",
+    "failed": "bad",
+    "stopped": "info",
+}
+
+
+def memory_level(rss: float | None, *, soft: float | None, limit: float | None) -> str:
+    """``ok`` below the soft limit, ``soft`` from it, ``limit`` at the hard limit."""
+    if rss is None:
+        return "unknown"
+    if limit and rss >= limit:
+        return "limit"
+    if soft and rss >= soft:
+        return "soft"
+    return "ok"
+
+
+def format_bytes(value: float | None) -> str:
+    if value is None:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
+def format_seconds(value: float | None) -> str:
+    """``3725`` -> ``1h 2m``; ``42.5`` -> ``42s``."""
+    if value is None:
+        return "–"
+    seconds = int(value)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def format_time(ts: float | None) -> str:
+    """Epoch seconds -> ``2026-11-30 14:26:05Z`` (UTC: the journal's and the CLI's zone)."""
+    if ts is None:
+        return "–"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_percent(value: float | None, digits: int = 1) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value * 100:.{digits}f}%"
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    worker: str
+    pid: int | None
+    release: str
+    state: str
+    tone: str
+    rss: str
+    limit: str
+    percent: float  # of the hard limit, 0..100 (the bar's width)
+    soft_percent: float | None  # where the soft limit sits on the bar
+    level: str
+    restarts: int
+    last_exit_reason: str
+    uptime: str
+
+
+def worker_rows(status: Mapping[str, Any]) -> list[WorkerRow]:
+    """One row per worker of ``GET /status``."""
+    sup = status.get("supervisor", {})
+    soft = sup.get("memory_soft_limit_bytes")
+    rows = []
+    for w in status.get("workers", []):
+        limit = w.get("memory_limit_bytes") or sup.get("memory_limit_bytes")
+        rss = w.get("rss_bytes")
+        percent = min(100.0, 100.0 * rss / limit) if rss and limit else 0.0
+        state = str(w.get("state", "unknown"))
+        rows.append(
+            WorkerRow(
+                worker=str(w.get("worker")),
+                pid=w.get("pid"),
+                release=str(w.get("release", "")),
+                state=state.replace("_", " "),
+                tone=STATE_TONE.get(state, "info"),
+                rss=format_bytes(rss),
+                limit=format_bytes(limit) if limit else "no limit",
+                percent=round(percent, 1),
+                soft_percent=round(100.0 * soft / limit, 1) if soft and limit else None,
+                level=memory_level(rss, soft=soft, limit=limit),
+                restarts=int(w.get("restarts") or 0),
+                last_exit_reason=str(w.get("last_exit_reason") or "–"),
+                uptime=format_seconds(w.get("uptime_s")),
+            )
+        )
+    return rows
+
+
+def sparkline(
+    values: Sequence[float | None], *, width: float = 240, height: float = 48
+) -> list[str]:
+    """SVG polyline point lists (one per run of known values; gaps where there was no
+    traffic), scaled so the largest value touches the top; all zeros lie on the bottom."""
+    known = [v for v in values if v is not None and not math.isnan(v)]
+    top = max(known, default=0.0) or 1.0
+    step = width / max(1, len(values) - 1)
+    runs: list[str] = []
+    current: list[str] = []
+    for i, v in enumerate(values):
+        if v is None or math.isnan(v):
+            if current:
+                runs.append(" ".join(current))
+                current = []
+            continue
+        y = height - (v / top) * (height - 2) - 1
+        current.append(f"{i * step:.1f},{y:.1f}")
+    if current:
+        runs.append(" ".join(current))
+    return runs
+
+
+def latest_value(values: Sequence[float | None]) -> float | None:
+    for v in reversed(values):
+        if v is not None and not math.isnan(v):
+            return v
+    return None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[Mapping[str, Any]]  # newest first
+    page: int
+    has_older: bool
+
+    @staticmethod
+    def limit_for(page: int) -> int:
+        """How many of the newest events to ask for to fill ``page`` and know of one more."""
+        return page * EVENTS_PER_PAGE + 1
+
+
+def events_page(oldest_first: Sequence[Mapping[str, Any]], page: int) -> EventsPage:
+    """Page ``page`` (1 = newest) of ``GET /events?limit=EventsPage.limit_for(page)``."""
+    newest = list(reversed(oldest_first))
+    start = (page - 1) * EVENTS_PER_PAGE
+    return EventsPage(
+        newest[start : start + EVENTS_PER_PAGE], page, len(newest) > start + EVENTS_PER_PAGE
+    )
+
+
+def details_text(details: Mapping[str, Any], limit: int = 240) -> str:
+    """``key=value`` pairs of an event's details, shortened for a table cell."""
+    text = " ".join(f"{k}={v}" for k, v in details.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def alert_rows(alerts: Sequence[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+    """``GET /alerts`` entries, firing first, each with a since-when and its runbook link."""
+    rows = []
+    for a in alerts:
+        annotations = a.get("annotations") or {}
+        since = a.get("fired_at") or a.get("active_since")
+        rows.append(
+            {
+                "name": a.get("name", "unknown"),
+                "severity": a.get("severity", ""),
+                "state": a.get("state", ""),
+                "since": format_time(since)
+                if isinstance(since, int | float)
+                else str(since or "–"),
+                "for": format_seconds(now - since) if isinstance(since, int | float) else "–",
+                "summary": annotations.get("summary", ""),
+                "runbook": annotations.get("runbook_url", ""),
+                "source": a.get("source", ""),
+                "labels": {
+                    k: v
+                    for k, v in (a.get("labels") or {}).items()
+                    if k not in {"severity", "service", "alertname"}
+                },
+            }
+        )
+    order = {"firing": 0, "pending": 1}
+    return sorted(rows, key=lambda r: (order.get(r["state"], 2), r["name"]))

@@ -1,0 +1,128 @@
+"""The console's pure decisions: memory levels, formatting, worker rows, paging, chart points."""
+
+from __future__ import annotations
+
+import pytest
+
+from falcon_platform.control.console import views
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("rss", "level"),
+    [
+        (None, "unknown"),
+        (0, "ok"),
+        (399, "ok"),
+        (400, "soft"),
+        (499, "soft"),
+        (500, "limit"),
+        (900, "limit"),
+    ],
+)
+def test_memory_level_turns_at_the_soft_and_the_hard_limit(rss: int | None, level: str) -> None:
+    assert views.memory_level(rss, soft=400, limit=500) == level
+
+
+def test_memory_level_without_limits_is_ok() -> None:
+    assert views.memory_level(10**12, soft=None, limit=None) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "–"),
+        (512, "512 B"),
+        (1536, "1.5 KiB"),
+        (98_562_048, "94.0 MiB"),
+        (3 * 1024**3, "3.0 GiB"),
+    ],
+)
+def test_format_bytes(value: int | None, text: str) -> None:
+    assert views.format_bytes(value) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "–"), (42.9, "42s"), (125, "2m 5s"), (3725, "1h 2m"), (3 * 86400 + 7200, "3d 2h")],
+)
+def test_format_seconds(seconds: float | None, text: str) -> None:
+    assert views.format_seconds(seconds) == text
+
+
+def test_format_time_is_utc() -> None:
+    assert views.format_time(0) == "1970-01-01 00:00:00Z"
+    assert views.format_percent(0.12345, 2) == "12.35%"
+    assert views.format_percent(None) == "–"
+
+
+def test_worker_rows_from_status() -> None:
+    status = {
+        "supervisor": {"memory_limit_bytes": 512 * MiB, "memory_soft_limit_bytes": 400 * MiB},
+        "workers": [
+            {"worker": "w1", "pid": 10, "release": "r0", "state": "ready", "rss_bytes": 128 * MiB,
+             "memory_limit_bytes": 512 * MiB, "restarts": 0, "uptime_s": 61},
+            {"worker": "w2", "pid": None, "release": "r0", "state": "backoff", "rss_bytes": 450 * MiB,
+             "memory_limit_bytes": 512 * MiB, "restarts": 3, "last_exit_reason": "OOMKilled"},
+        ],
+    }  # fmt: skip
+    w1, w2 = views.worker_rows(status)
+    assert (w1.worker, w1.state, w1.tone, w1.level, w1.percent) == (
+        "w1",
+        "ready",
+        "good",
+        "ok",
+        25.0,
+    )
+    assert w1.soft_percent == pytest.approx(78.1, abs=0.05)  # 400/512
+    assert w1.rss == "128.0 MiB"
+    assert w1.uptime == "1m 1s"
+    assert w1.last_exit_reason == "–"
+    assert (w2.state, w2.tone, w2.level, w2.restarts) == ("backoff", "warn", "soft", 3)
+    assert w2.last_exit_reason == "OOMKilled"
+
+
+def test_events_page_newest_first_with_an_older_page() -> None:
+    total = views.EVENTS_PER_PAGE * 2 + 5
+    oldest_first = [{"id": i} for i in range(total)]
+    assert views.EventsPage.limit_for(1) == views.EVENTS_PER_PAGE + 1
+    first = views.events_page(oldest_first[-views.EventsPage.limit_for(1) :], 1)
+    assert first.events[0]["id"] == total - 1
+    assert len(first.events) == views.EVENTS_PER_PAGE
+    assert first.has_older
+    third = views.events_page(oldest_first, 3)
+    assert [e["id"] for e in third.events] == [4, 3, 2, 1, 0]
+    assert not third.has_older
+
+
+def test_sparkline_scales_to_the_largest_value_and_leaves_gaps() -> None:
+    runs = views.sparkline([0.0, 5.0, None, 10.0], width=30, height=12)
+    # x = index * 10; y = 12 - v/10 * 10 - 1
+    assert runs == ["0.0,11.0 10.0,6.0", "30.0,1.0"]
+    assert views.sparkline([None, None]) == []
+    assert views.sparkline([0.0, 0.0], width=10, height=10) == ["0.0,9.0 10.0,9.0"]
+
+
+def test_alert_rows_firing_first_with_runbook_and_age() -> None:
+    alerts = [
+        {"name": "B", "state": "pending", "severity": "warning", "active_since": 100.0, "annotations": {}},
+        {"name": "A", "state": "firing", "severity": "critical", "active_since": 40.0, "fired_at": 50.0,
+         "labels": {"severity": "critical", "worker": "w1"},
+         "annotations": {"summary": "s", "runbook_url": "https://x/RUNBOOK.md#a"}},
+    ]  # fmt: skip
+    first, second = views.alert_rows(alerts, now=170.0)
+    assert (first["name"], first["for"], first["runbook"]) == (
+        "A",
+        "2m 0s",
+        "https://x/RUNBOOK.md#a",
+    )
+    assert first["labels"] == {"worker": "w1"}
+    assert (second["name"], second["for"]) == ("B", "1m 10s")
+
+
+def test_details_text_is_shortened() -> None:
+    assert views.details_text({"a": 1, "b": "x"}) == "a=1 b=x"
+    long = views.details_text({"k": "v" * 500}, limit=20)
+    assert len(long) == 20
+    assert long.endswith("…")
