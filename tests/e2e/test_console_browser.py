@@ -142,6 +142,7 @@ def test_every_page_loads_clean_and_offline_at_desktop_and_phone_width(
             assert outside == [], f"fetched from outside the control port: {outside}"
     docs = Path(__file__).resolve().parents[2] / "docs" / "images"
     if os.environ.get("FALCON_UPDATE_SCREENSHOTS") == "1":
+        docs.mkdir(parents=True, exist_ok=True)
         for name in PAGES:
             shutil.copy(shots / f"console-{name}-desktop.png", docs / f"console-{name}.png")
 

@@ -63,7 +63,8 @@ def test_worker_rows_from_status() -> None:
         "workers": [
             {"worker": "w1", "pid": 10, "release": "r0", "state": "ready", "rss_bytes": 128 * MiB,
              "memory_limit_bytes": 512 * MiB, "restarts": 0, "uptime_s": 61},
-            {"worker": "w2", "pid": None, "release": "r0", "state": "backoff", "rss_bytes": 450 * MiB,
+            {"worker": "w2", "pid": None, "release": "r0", "state": "backoff", "rss_bytes": 600 * MiB,
+             "pss_bytes": 450 * MiB,
              "memory_limit_bytes": 512 * MiB, "restarts": 3, "last_exit_reason": "OOMKilled"},
         ],
     }  # fmt: skip
@@ -79,7 +80,10 @@ def test_worker_rows_from_status() -> None:
     assert w1.rss == "128.0 MiB"
     assert w1.uptime == "1m 1s"
     assert w1.last_exit_reason == "–"
+    assert w1.measure == "RSS"  # no PSS sampled yet
+    # the limits apply to PSS: 450 MiB is over the soft limit, not over the hard one (RSS is)
     assert (w2.state, w2.tone, w2.level, w2.restarts) == ("backoff", "warn", "soft", 3)
+    assert (w2.measure, w2.rss) == ("PSS", "450.0 MiB")
     assert w2.last_exit_reason == "OOMKilled"
 
 
@@ -126,3 +130,25 @@ def test_details_text_is_shortened() -> None:
     long = views.details_text({"k": "v" * 500}, limit=20)
     assert len(long) == 20
     assert long.endswith("…")
+
+
+def test_release_rows_newest_first_with_diff_and_stable_marked() -> None:
+    body = {
+        "stable": "r1",
+        "releases": [
+            {"id": "r1", "state": "stable", "created_at": 0.0, "created_by": "ops", "reason": "start",
+             "model_sha256": "abcdef0123456789", "diff": [], "steps": []},
+            {"id": "r2", "state": "rolled_back", "created_at": 60.0, "reason": "debug on",
+             "diff": [{"key": "FALCON_LOG_LEVEL", "old": None, "new": "DEBUG"}],
+             "steps": [{"step": 1, "verdict": "abort"}]},
+        ],
+    }  # fmt: skip
+    r2, r1 = views.release_rows(body)
+    assert (r2["id"], r2["state"], r2["tone"], r2["stable"]) == ("r2", "rolled back", "bad", False)
+    assert r2["diff"] == ["FALCON_LOG_LEVEL: (unset) → DEBUG"]
+    assert r2["last_step"] == "step=1 verdict=abort"
+    assert (r1["stable"], r1["model"], r1["created"]) == (
+        True,
+        "abcdef012345",
+        "1970-01-01 00:00:00Z",
+    )

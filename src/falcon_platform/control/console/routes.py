@@ -271,12 +271,16 @@ def create_console_router(
         if (refused := viewer_refused(request)) is not None:
             return refused
         reader = api(request)
+        releases = await reader.get("/releases")
         return render(
             request,
             "releases.html.j2",
             "releases",
             {
-                "releases": await reader.get("/releases"),
+                "releases": releases,
+                "release_rows": views.release_rows(releases.body)
+                if releases.ok and isinstance(releases.body, dict)
+                else [],
                 "rollout": await reader.get("/rollout"),
                 "status": await reader.get("/status"),
             },

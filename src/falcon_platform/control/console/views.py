@@ -93,6 +93,7 @@ class WorkerRow:
     state: str
     tone: str
     rss: str
+    measure: str  # "PSS" or "RSS": what ``rss`` is
     limit: str
     percent: float  # of the hard limit, 0..100 (the bar's width)
     soft_percent: float | None  # where the soft limit sits on the bar
@@ -109,7 +110,10 @@ def worker_rows(status: Mapping[str, Any]) -> list[WorkerRow]:
     rows = []
     for w in status.get("workers", []):
         limit = w.get("memory_limit_bytes") or sup.get("memory_limit_bytes")
-        rss = w.get("rss_bytes")
+        # The limits apply to PSS (zygote-forked workers share the model's pages); RSS until
+        # the supervisor has sampled PSS.
+        pss = w.get("pss_bytes")
+        rss = pss if pss is not None else w.get("rss_bytes")
         percent = min(100.0, 100.0 * rss / limit) if rss and limit else 0.0
         state = str(w.get("state", "unknown"))
         rows.append(
@@ -120,6 +124,7 @@ def worker_rows(status: Mapping[str, Any]) -> list[WorkerRow]:
                 state=state.replace("_", " "),
                 tone=STATE_TONE.get(state, "info"),
                 rss=format_bytes(rss),
+                measure="PSS" if pss is not None else "RSS",
                 limit=format_bytes(limit) if limit else "no limit",
                 percent=round(percent, 1),
                 soft_percent=round(100.0 * soft / limit, 1) if soft and limit else None,
@@ -216,3 +221,47 @@ def alert_rows(alerts: Sequence[Mapping[str, Any]], now: float) -> list[dict[str
         )
     order = {"firing": 0, "pending": 1}
     return sorted(rows, key=lambda r: (order.get(r["state"], 2), r["name"]))
+
+
+def release_rows(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``GET /releases`` newest first: state in words, the config diff as ``key: old → new``,
+    the latest canary step's verdict."""
+    stable = body.get("stable")
+    rows = []
+    for r in reversed(list(body.get("releases") or [])):
+        if not isinstance(r, Mapping):
+            continue
+        diff = [
+            f"{d.get('key')}: {d.get('old') if d.get('old') is not None else '(unset)'} → "
+            f"{d.get('new') if d.get('new') is not None else '(unset)'}"
+            for d in r.get("diff") or []
+            if isinstance(d, Mapping)
+        ]
+        steps = [s for s in r.get("steps") or [] if isinstance(s, Mapping)]
+        state = str(r.get("state", "unknown"))
+        rows.append(
+            {
+                "id": str(r.get("id", "?")),
+                "stable": r.get("id") == stable,
+                "state": state.replace("_", " "),
+                "tone": RELEASE_TONE.get(state, "info"),
+                "created": format_time(r.get("created_at")),
+                "created_by": str(r.get("created_by") or "–"),
+                "reason": str(r.get("reason") or ""),
+                "diff": diff,
+                "model": str(r.get("model_sha256") or "")[:12] or "–",
+                "last_step": details_text(steps[-1]) if steps else "",
+            }
+        )
+    return rows
+
+
+RELEASE_TONE = {
+    "pending": "info",
+    "refused": "bad",
+    "canary": "warn",
+    "stable": "good",
+    "superseded": "info",
+    "aborted": "bad",
+    "rolled_back": "bad",
+}
