@@ -117,6 +117,12 @@ def test_outage_opens_an_incident_that_mitigates_itself(tmp_path: Path, model_di
         assert kinds[0] == "incident_opened", kinds
         assert set(kinds[1:-1]) == {"incident_joined"}, kinds
         assert kinds[-1] == "incident_mitigated", kinds
+        # An action item, tracked and shown in the postmortem.
+        added = sup.cli(
+            "actions", "add", mitigated["id"], "Keep one worker out of reach of a kill -9 drill",
+            "--category", "Respond", "--owner", "@sre", "--due", "2000-01-01",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
         # The postmortem: computed impact equals a direct count over the request log, and the
         # load generator's own count of failures within 10%.
         out = tmp_path / "pm"
@@ -138,8 +144,11 @@ def test_outage_opens_an_incident_that_mitigates_itself(tmp_path: Path, model_di
         assert f"| **Requests Affected** | {im['failed']} failed" in text
         for graph in ("error_ratio", "p99_ms", "rps", "memory"):
             assert (out / f"{mitigated['id']}-{graph}.png").stat().st_size > 5000
+        assert "| AI-1 | Keep one worker out of reach of a kill -9 drill | @sre |" in text
         listed = sup.cli("incident", "list", "--json")
         assert [i["id"] for i in json.loads(listed.stdout)["incidents"]] == [mitigated["id"]]
+        late = sup.cli("actions", "list", "--overdue", "--json")
+        assert [a["id"] for a in json.loads(late.stdout)["actions"]] == ["AI-1"]
         if os.environ.get("FALCON_INCIDENT_EXAMPLE_DIR"):  # how docs/examples/ was made
             shutil.copytree(out, os.environ["FALCON_INCIDENT_EXAMPLE_DIR"], dirs_exist_ok=True)
         # A human takes it from here: ack, note, resolve; a second resolve is refused (exit 6).

@@ -164,7 +164,9 @@ def test_signals_from_events() -> None:
     aborted = signals_from_event(
         Event(T0, "rollout_aborted", release="r7", details={"reason": "error ratio 0.2"})
     )
-    back = signals_from_event(Event(T0, "rollback_finished", release="r7"))
+    back = signals_from_event(
+        Event(T0, "rollback_finished", release="r6", details={"from_release": "r7"})
+    )
     assert [(s.key, s.firing) for s in aborted + back] == [
         ("rollout_aborted:r7", True),
         ("rollout_aborted:r7", False),

@@ -210,6 +210,30 @@ def _bundle() -> dict:  # type: ignore[type-arg]
         memory_limit_bytes=1_073_741_824,
         scrape_interval_s=1.0,
         slo_window_requests=1_000_000,
+        actions=[
+            {
+                "id": "AI-7",
+                "incident": "INC-2026-02-12-001",
+                "category": "Prevent",
+                "description": "Remove the debug flag",
+                "owner": "@eng",
+                "due": "2026-02-15",
+                "status": "DONE",
+                "link": None,
+            },
+        ],
+        overdue_actions=[
+            {
+                "id": "AI-2",
+                "incident": "INC-2026-01-15-045",
+                "category": "Respond",
+                "description": "Practice rollback",
+                "owner": "@team",
+                "due": "2026-02-01",
+                "status": "TODO",
+                "link": None,
+            },
+        ],
     )
 
 
@@ -236,6 +260,8 @@ def test_bundle_and_golden_postmortem(tmp_path: Path) -> None:
     assert "| **Requests Affected** | 82 failed of 202" in text
     assert "leak \\| 5 MB/request" in text  # a pipe cannot break the table
     assert "INC-OTHER" not in text
+    assert "| AI-7 | Remove the debug flag | @eng | 2026-02-15 | DONE |" in text
+    assert "| AI-2 | INC-2026-01-15-045 | Practice rollback | @team | 2026-02-01 | TODO |" in text
     assert_golden(GOLDEN, text)
     written = write_postmortem(bundle, tmp_path, graphs=render_graphs(bundle))
     names = sorted(p.name for p in written)

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from falcon_platform import __version__
 from falcon_platform.cli import (
+    actions_cli,
     alerts_cli,
     config_cli,
     db_cli,
@@ -42,6 +43,7 @@ app.add_typer(db_cli.app, name="db")
 app.add_typer(render_cli.app, name="render")
 app.add_typer(releases_cli.app, name="releases")
 app.add_typer(incident_cli.app, name="incident")
+app.add_typer(actions_cli.app, name="actions")
 runtime_cli.register(app)
 alerts_cli.register(app)
 loadtest_cli.register(app)

@@ -170,6 +170,27 @@ class ControlClient:
         ).json()
         return body
 
+    def actions(self, *, incident: str | None = None, overdue: bool = False) -> dict[str, Any]:
+        """Action items (``GET /actions``)."""
+        params: dict[str, str] = {"overdue": "true" if overdue else "false"}
+        if incident:
+            params["incident"] = incident
+        body: dict[str, Any] = self._request("GET", "/actions", params=params, typed=True).json()
+        return body
+
+    def action_add(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = self._request(
+            "POST", "/actions", auth=True, ok=(201,), typed=True, json=dict(payload)
+        ).json()
+        return body
+
+    def action_step(self, item_id: str, verb: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /actions/{id}/{start|done|todo}``."""
+        body: dict[str, Any] = self._request(
+            "POST", f"/actions/{item_id}/{verb}", auth=True, typed=True, json=dict(payload)
+        ).json()
+        return body
+
     def metrics(self) -> str:
         return self._request("GET", "/metrics").text
 

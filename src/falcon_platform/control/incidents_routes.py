@@ -4,6 +4,7 @@ Reads are open on loopback (the token elsewhere); every change needs the admin t
 
     GET  /incidents[?status=open&limit=50]     GET /incidents/{id}
     GET  /incidents/{id}/bundle (data)         GET /incidents/{id}/postmortem (Markdown)
+    GET  /actions[?incident=ID&overdue=true]   POST /actions   POST /actions/{id}/start|done|todo
     POST /incidents {"title": ..., "severity": "P1"}
     POST /incidents/{id}/ack|note|mitigate|resolve {"by": "alice", "text": "..."}
     POST /incidents/{id}/severity {"severity": "P0", "by": "alice"}
@@ -17,6 +18,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -28,6 +30,12 @@ from falcon_platform.config.spec import Spec
 from falcon_platform.control.auth import bearer_token, is_loopback
 from falcon_platform.errors import InvalidInputError, RuntimeStateError, UnauthorizedError
 from falcon_platform.events.journal import EventJournal
+from falcon_platform.incidents.actions import (
+    ActionStatus,
+    SqlActionStore,
+    check_action_id,
+)
+from falcon_platform.incidents.actions import overdue as overdue_items
 from falcon_platform.incidents.bundle import collect_bundle
 from falcon_platform.incidents.model import (
     Action,
@@ -58,6 +66,19 @@ class OpenRequest(BaseModel):
 class ActionRequest(BaseModel):
     by: str = _WHO
     text: str | None = Field(default=None, max_length=5000)
+
+
+class ActionItemRequest(BaseModel):
+    incident: str = Field(min_length=1, max_length=32)
+    category: str = Field(
+        min_length=1, max_length=20, description="Prevent, Detect, Respond, Long-term"
+    )
+    description: str = Field(min_length=1, max_length=2000)
+    owner: str = Field(min_length=1, max_length=100)
+    due: str = Field(min_length=1, max_length=10, description="YYYY-MM-DD")
+    link: str | None = Field(default=None, max_length=500)
+    suggested: bool = False
+    by: str = _WHO
 
 
 class SeverityRequest(BaseModel):
@@ -136,6 +157,66 @@ def create_incidents_router(
         text = await asyncio.to_thread(render_markdown, bundle)
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
+    @router.get("/actions")
+    async def list_actions(
+        request: Request,
+        incident: str | None = None,
+        overdue: bool = False,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Action items (all, one incident's, or the overdue ones: past due and not DONE)."""
+        check_reader(request, authorization)
+        if incident is not None:
+            check_incident_id(incident)
+        store = service.actions
+        found = await asyncio.to_thread(store.find, incident=incident) if store else []
+        today = datetime.now(UTC).date().isoformat()
+        late = {i.id for i in overdue_items(found, today)}
+        if overdue:
+            found = [i for i in found if i.id in late]
+        return {
+            "actions": [i.to_dict() | {"overdue": i.id in late} for i in found],
+            "today": today,
+        }
+
+    @router.post("/actions", status_code=201)
+    async def add_action(
+        body: ActionItemRequest, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        check_token(authorization)
+        check_incident_id(body.incident)
+        item = await asyncio.to_thread(
+            service.add_action,
+            body.incident,
+            category=body.category,
+            description=body.description,
+            owner=body.owner,
+            due=body.due,
+            link=body.link,
+            suggested=body.suggested,
+        )
+        return item.to_dict()
+
+    @router.post("/actions/{item_id}/{verb}")
+    async def advance_action(
+        item_id: str,
+        verb: str,
+        body: Annotated[ActionRequest | None, Body()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        check_token(authorization)
+        check_action_id(item_id)
+        targets = {
+            "start": ActionStatus.IN_PROGRESS,
+            "done": ActionStatus.DONE,
+            "todo": ActionStatus.TODO,
+        }
+        if verb not in targets:
+            raise InvalidInputError(f"unknown action-item step {verb!r}; use start, done or todo")
+        by = (body or ActionRequest()).by
+        item = await asyncio.to_thread(service.advance_action, item_id, targets[verb], by=by)
+        return item.to_dict()
+
     @router.post("/incidents", status_code=201)
     async def open_incident(
         body: OpenRequest, authorization: Annotated[str | None, Header()] = None
@@ -199,10 +280,14 @@ def incidents_plugin(
     interval_s: float = 1.0,
 ) -> tuple[list[APIRouter], list[PeriodicTask], IncidentService]:
     """The incidents router and the watcher as a periodic task (in a thread: SQL I/O)."""
-    service = IncidentService(SqlIncidentStore(engine), journal, spec.incidents)
+    service = IncidentService(
+        SqlIncidentStore(engine), journal, spec.incidents, actions=SqlActionStore(engine)
+    )
 
     def make_bundle(inc: Incident) -> dict[str, Any]:
         reader = sli.open_reader() if sli is not None else None
+        items = service.actions.find() if service.actions is not None else []
+        today = datetime.now(UTC).date().isoformat()
         try:
             return collect_bundle(
                 inc,
@@ -213,6 +298,8 @@ def incidents_plugin(
                 now=time.time(),
                 scrape_interval_s=scrape_interval_s,
                 related=service.store.find(limit=20),
+                actions=[i.to_dict() for i in items if i.incident == inc.id],
+                overdue_actions=[i.to_dict() for i in overdue_items(items, today)],
             )
         finally:
             if reader is not None:

@@ -79,6 +79,8 @@ class EventKind(StrEnum):
     INCIDENT_SEVERITY_CHANGED = "incident_severity_changed"
     INCIDENT_MITIGATED = "incident_mitigated"
     INCIDENT_RESOLVED = "incident_resolved"
+    ACTION_ITEM_ADDED = "action_item_added"  # details: the item (id, incident, category, ...)
+    ACTION_ITEM_UPDATED = "action_item_updated"  # details: id, incident, status
 
 
 def format_ts(ts: float) -> str:

@@ -184,8 +184,11 @@ def assemble(
     slo_window_requests: int,
     related: Sequence[Incident] = (),
     service: str = "falcon",
+    actions: Sequence[dict[str, Any]] = (),
+    overdue_actions: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The bundle from data already read (pure)."""
+    """The bundle from data already read (pure). ``actions``: this incident's action items;
+    ``overdue_actions``: other incidents' items past due and not done."""
     start, end = inc.started_at, inc.end(now)
     base_len = max(300.0, end - start)
     baseline = [r for r in rows if start - base_len <= r.ts < start]
@@ -257,6 +260,8 @@ def assemble(
             "baseline": f"the {base_len:.0f} s before the start",
             "budget": "failed / ((1 - availability target) x requests in the SLO window)",
         },
+        "actions": list(actions),
+        "overdue_actions": [a for a in overdue_actions if a["incident"] != inc.id],
         "related": [
             {"id": r.id, "title": r.title, "severity": r.severity.value, "status": r.status.value}
             for r in related
@@ -288,6 +293,8 @@ def collect_bundle(
     now: float,
     scrape_interval_s: float,
     related: Sequence[Incident] = (),
+    actions: Sequence[dict[str, Any]] = (),
+    overdue_actions: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Read what the incident's window holds and assemble the bundle (I/O shell)."""
     g_start, g_end = graph_window(inc, now)
@@ -329,4 +336,6 @@ def collect_bundle(
         slo_window_requests=slo_requests,
         related=related,
         service=spec.service,
+        actions=actions,
+        overdue_actions=overdue_actions,
     )

@@ -21,6 +21,13 @@ from falcon_platform.config.spec import IncidentSpec
 from falcon_platform.errors import InvalidInputError
 from falcon_platform.events.journal import Event, EventJournal, EventKind
 from falcon_platform.incidents import decide as rules
+from falcon_platform.incidents.actions import (
+    ActionItem,
+    ActionStatus,
+    SqlActionStore,
+    advance,
+    new_action,
+)
 from falcon_platform.incidents.model import (
     Action,
     Incident,
@@ -62,9 +69,11 @@ class IncidentService:
         journal: EventJournal,
         policy: IncidentSpec,
         *,
+        actions: SqlActionStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.actions = actions
         self.journal = journal
         self.policy = policy
         self.clock = clock
@@ -249,3 +258,56 @@ class IncidentService:
             automatic=False,
         )
         return updated
+
+    def _action_store(self) -> SqlActionStore:
+        if self.actions is None:
+            raise InvalidInputError("action items need the relational store")
+        return self.actions
+
+    @_locked
+    def add_action(
+        self,
+        incident_id: str,
+        *,
+        category: str,
+        description: str,
+        owner: str,
+        due: str,
+        link: str | None = None,
+        suggested: bool = False,
+    ) -> ActionItem:
+        store = self._action_store()
+        self.store.get(incident_id)  # 404 for an unknown incident
+        now = self.clock()
+        item = new_action(
+            number=store.next_number(),
+            incident=incident_id,
+            category=category,
+            description=description,
+            owner=owner,
+            due=due,
+            now=now,
+            link=link,
+            suggested=suggested,
+        )
+        store.save(item)
+        self.journal.record(EventKind.ACTION_ITEM_ADDED, details=item.to_dict(), ts=now)
+        return item
+
+    @_locked
+    def advance_action(self, item_id: str, to: ActionStatus, *, by: str) -> ActionItem:
+        store = self._action_store()
+        now = self.clock()
+        item = advance(store.get(item_id), to, now=now)
+        store.save(item)
+        self.journal.record(
+            EventKind.ACTION_ITEM_UPDATED,
+            details={
+                "id": item.id,
+                "incident": item.incident,
+                "status": item.status.value,
+                "by": by,
+            },
+            ts=now,
+        )
+        return item

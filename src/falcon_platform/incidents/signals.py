@@ -147,16 +147,19 @@ def signals_from_event(event: Event) -> list[Signal]:
             )
         ]
     if kind in (ROLLOUT_ABORTED, ROLLBACK_FINISHED):
+        # The rollback's own release may be the one rolled back to; the aborted one is
+        # ``from_release`` when given.
+        aborted = (d.get("from_release") if kind == ROLLBACK_FINISHED else None) or event.release
         return [
             Signal(
-                f"rollout_aborted:{event.release}",
+                f"rollout_aborted:{aborted}",
                 "rollout_aborted",
                 kind == ROLLOUT_ABORTED,
                 event.ts,
-                title=f"Rollout of release {event.release} aborted by canary analysis"
+                title=f"Rollout of release {aborted} aborted by canary analysis"
                 + (f": {d['reason']}" if d.get("reason") else ""),
                 severity=BASE_SEVERITY["rollout_aborted"],
-                release=event.release,
+                release=aborted,
             )
         ]
     return []

@@ -115,3 +115,17 @@ incidents = Table(
     Index("ix_incidents_status", "status"),
     Index("ix_incidents_detected_at", "detected_at"),
 )
+
+# Postmortem action items (issue 15): AI-<number>, one incident each; the record as JSON.
+action_items = Table(
+    "action_items",
+    metadata,
+    Column("id", String(32), primary_key=True),  # AI-<number>
+    Column("number", Integer, nullable=False),
+    Column("incident", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("due", String(10), nullable=False),  # YYYY-MM-DD
+    Column("updated_at", Float, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_action_items_incident", "incident"),
+)
