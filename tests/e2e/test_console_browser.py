@@ -237,13 +237,56 @@ def test_actions_need_the_admin_token(sup: RunningSupervisor, browser: Any) -> N
     ], watched.errors
 
 
+def test_incident_acknowledged_from_its_page(sup: RunningSupervisor, browser: Any) -> None:
+    """An incident opened through the API shows in the list and on its page with a drafted
+    postmortem and its graphs; Acknowledge needs the sign-in and then sets acknowledged_at."""
+    token = (Settings(home=sup.home).run_dir / "admin_token").read_text().strip()
+    opened = httpx.post(
+        sup.control_url + "/incidents",
+        json={"title": "console drill: slow answers", "severity": "P3", "by": "test"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert opened.status_code == 201, opened.text
+    incident_id = opened.json()["id"]
+    watched = Watched(browser, 1280, 800)
+    page = watched.page
+    try:
+        page.goto(sup.control_url + "/console/incidents")
+        page.get_by_role("link", name=incident_id).click()
+        sync_api.expect(page.locator("h2#detail-h")).to_have_text("console drill: slow answers")
+        assert page.get_by_role("button", name="Acknowledge").count() == 0  # read only
+        graphs = page.locator("article.postmortem img")
+        assert graphs.count() >= 1
+        src = graphs.first.get_attribute("src") or ""
+        png = page.request.get(sup.control_url + src)
+        assert png.status == 200
+        assert png.body()[:4] == b"\x89PNG"
+        page.get_by_role("link", name="Sign in to act").click()
+        page.get_by_label("Admin token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Acknowledge").click()
+        sync_api.expect(page.get_by_role("alert")).to_contain_text("Done: acknowledge")
+        record = httpx.get(f"{sup.control_url}/incidents/{incident_id}", timeout=30).json()
+        assert record["acknowledged_at"] is not None
+    finally:
+        watched.close()
+    assert watched.errors == [], watched.errors
+
+
 def test_accessibility_basics(sup: RunningSupervisor, browser: Any) -> None:
     """Every form control has a label, every chart and meter a name, the document a language;
     each state tag is a word, and its text colour contrasts >= 4.5:1 with its background."""
     watched = Watched(browser, 1280, 800)
     page = watched.page
     try:
-        for path in ("/console/", "/console/events", "/console/login", "/console/slos"):
+        for path in (
+            "/console/",
+            "/console/events",
+            "/console/login",
+            "/console/slos",
+            "/console/incidents",
+        ):
             page.goto(sup.control_url + path)
             assert page.evaluate("document.documentElement.lang") == "en"
             unlabelled = page.evaluate(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from falcon_platform.config.spec import Spec
 from falcon_platform.control.console.routes import create_console_router
@@ -68,10 +68,25 @@ def _app(calls: list[tuple[str, str | None]], *, with_incidents: bool = False) -
         return {"accepted": True}
 
     if with_incidents:
+        record = {"id": "INC-1", "status": "open", "severity": "P1", "title": "OOM kills",
+                  "started_at": 60.0, "detected_at": 90.0, "alerts": ["FalconWorkerOOMKilled"],
+                  "triggers": [{"key": "oom_burst", "kind": "oom_burst", "title": "3 OOM kills",
+                                "first_ts": 60.0, "last_ts": 80.0, "active": True}]}  # fmt: skip
 
         @app.get("/incidents")
         async def incidents() -> dict[str, Any]:
-            return {"incidents": [{"id": "inc-1", "status": "open", "title": "OOM kills"}]}
+            return {"incidents": [record, {**record, "id": "INC-0", "status": "resolved",
+                                           "detected_at": 10.0}]}  # fmt: skip
+
+        @app.get("/incidents/{incident_id}")
+        async def incident(incident_id: str) -> Any:
+            if incident_id != "INC-1":
+                return JSONResponse({"error": "not_found", "detail": "no such"}, status_code=404)
+            return record
+
+        @app.get("/incidents/{incident_id}/postmortem", response_class=PlainTextResponse)
+        async def postmortem(incident_id: str) -> str:
+            return "# Postmortem\n\n<script>alert(1)</script>\n\n![Memory](memory.png)\n"
 
     source = FakeSLISource()
     for t in range(0, 601, 10):
@@ -80,7 +95,7 @@ def _app(calls: list[tuple[str, str | None]], *, with_incidents: bool = False) -
     app.include_router(create_console_router(TOKEN, clock=lambda: 600.0))
 
     @app.middleware("http")
-    async def record(request: Any, call_next: Any) -> Any:
+    async def record_calls(request: Any, call_next: Any) -> Any:
         if request.method == "POST" and not request.url.path.startswith("/console/"):
             calls.append((request.url.path, request.headers.get("authorization")))
         return await call_next(request)
@@ -114,14 +129,32 @@ async def test_overview_shows_workers_with_words_memory_and_alerts() -> None:
 async def test_every_page_renders_and_absent_apis_are_named() -> None:
     async with _client(_app([], with_incidents=True)) as client:
         for path in ("/console/slos", "/console/alerts", "/console/events", "/console/releases",
-                     "/console/incidents", "/console/incidents/inc-1", "/console/login"):  # fmt: skip
+                     "/console/incidents", "/console/incidents/INC-1", "/console/login"):  # fmt: skip
             page = await client.get(path)
             assert page.status_code == 200, path
         releases = (await client.get("/console/releases")).text
         incidents = (await client.get("/console/incidents")).text
     assert "The release history: not available in this build" in releases
-    assert "inc-1" in incidents
+    assert incidents.index("INC-1") < incidents.index("INC-0")  # newest first
     assert "OOM kills" in incidents
+
+
+async def test_incident_detail_postmortem_is_escaped_and_links_its_graphs() -> None:
+    async with _client(_app([], with_incidents=True)) as client:
+        page = (await client.get("/console/incidents/INC-1")).text
+        refresh = await client.get("/console/incidents/INC-1", headers={"X-Console-Refresh": "1"})
+        missing = (await client.get("/console/incidents/INC-9")).text
+        overview = (await client.get("/console/")).text
+    assert "3 OOM kills" in page
+    assert "FalconWorkerOOMKilled" in page
+    assert "<script>alert(1)</script>" not in page  # raw HTML in the Markdown is escaped
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert 'src="/console/incidents/INC-1/graphs/memory.png"' in page
+    assert "Postmortem" in refresh.text
+    assert "graphs/memory.png" not in refresh.text  # a live refresh leaves the postmortem out
+    assert "No incident INC-9" in missing
+    assert "INC-1" in overview  # open, on the overview
+    assert "INC-0" not in overview  # resolved: not
 
 
 async def test_events_are_filtered_and_paged_newest_first() -> None:

@@ -152,3 +152,37 @@ def test_release_rows_newest_first_with_diff_and_stable_marked() -> None:
         "abcdef012345",
         "1970-01-01 00:00:00Z",
     )
+
+
+def test_incident_rows_newest_first_and_facts() -> None:
+    body = {
+        "incidents": [
+            {"id": "INC-1", "status": "resolved", "severity": "P2", "title": "old", "detected_at": 10.0},
+            {"id": "INC-2", "status": "open", "severity": "P0", "title": "new", "detected_at": 20.0,
+             "started_at": 15.0},
+        ]
+    }  # fmt: skip
+    new, old = views.incident_rows(body)
+    assert (new["id"], new["tone"], new["acknowledged"]) == ("INC-2", "bad", False)
+    assert (old["id"], old["tone"]) == ("INC-1", "good")
+    facts = dict(
+        views.incident_facts(
+            {**body["incidents"][1], "opened_by": "falcon", "workers": ["w1", "w2"]}
+        )
+    )
+    assert facts["Started"] == "1970-01-01 00:00:15Z"
+    assert facts["Detected"] == "1970-01-01 00:00:20Z by falcon"
+    assert facts["Workers"] == "w1, w2"
+    assert facts["Acknowledged"] == "–"
+
+
+def test_postmortem_html_escapes_raw_html_and_points_graphs_at_the_console() -> None:
+    html = views.postmortem_html(
+        "# Title\n\n<img src=x onerror=alert(1)>\n\n![Error ratio](errors.png)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
+        "/console/incidents/INC-1/graphs/",
+    )
+    assert "<h1>Title</h1>" in html
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert '<img src="/console/incidents/INC-1/graphs/errors.png" alt="Error ratio"' in html
+    assert "<table>" in html

@@ -10,6 +10,7 @@ so the page updates without a reload and still works, unrefreshed, without JavaS
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from falcon_platform.control.auth import is_loopback
 from falcon_platform.control.console import views
@@ -50,6 +52,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "abort": ("/rollout/abort", "abort the rollout"),
     "rollback": ("/rollback", "roll back"),
     "incident-ack": ("/incidents/{target}/ack", "acknowledge the incident"),
+    "incident-mitigate": ("/incidents/{target}/mitigate", "mark the incident mitigated"),
     "incident-resolve": ("/incidents/{target}/resolve", "resolve the incident"),
 }
 # Only the admin token, a session and the page structure are security-relevant here; the CSP
@@ -65,6 +68,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 MAX_TARGET_CHARS = 200
+GRAPH_CACHE_S = 60.0
 
 
 def _safe_back(value: str | None) -> str:
@@ -102,6 +106,7 @@ def create_console_router(
         details=views.details_text,
     )
     readers: dict[int, ApiReader] = {}
+    graphs: dict[str, tuple[float, dict[str, bytes]]] = {}  # incident id -> (when, graphs)
 
     def api(request: Request) -> ApiReader:
         app = request.app
@@ -295,7 +300,10 @@ def create_console_router(
             request,
             "incidents.html.j2",
             "incidents",
-            {"incidents": incidents, "rows": _incident_list(incidents)},
+            {
+                "incidents": incidents,
+                "rows": views.incident_rows(incidents.body) if incidents.ok else [],
+            },
         )
 
     @router.get("/incidents/{incident_id}")
@@ -307,13 +315,54 @@ def create_console_router(
         reader = api(request)
         path = f"/incidents/{quote(incident_id, safe='')}"
         incident = await reader.get(path)
-        postmortem = await reader.get(f"{path}/postmortem")
+        html = None
+        # The postmortem is not a live section: a refresh (console.js) does not redraw it.
+        refresh = request.headers.get("x-console-refresh") == "1"
+        postmortem = Answer(0, "") if refresh else await reader.get(f"{path}/postmortem")
+        if postmortem.ok and isinstance(postmortem.body, str):
+            base = f"{PREFIX}/incidents/{quote(incident_id, safe='')}/graphs/"
+            html = views.postmortem_html(postmortem.body, base)
+        record = incident.body if incident.ok and isinstance(incident.body, dict) else {}
         return render(
             request,
             "incident.html.j2",
             "incidents",
-            {"incident_id": incident_id, "incident": incident, "postmortem": postmortem},
+            {
+                "incident_id": incident_id,
+                "incident": incident,
+                "record": record,
+                "facts": views.incident_facts(record) if record else [],
+                "postmortem": postmortem,
+                # markdown-it with raw HTML off: its output escapes every input text
+                "postmortem_html": Markup(html) if html is not None else None,  # noqa: S704
+            },
         )
+
+    @router.get("/incidents/{incident_id}/graphs/{name}")
+    async def incident_graph(request: Request, incident_id: str, name: str) -> Response:
+        """A postmortem graph (PNG), drawn from ``GET /incidents/{id}/bundle`` like the CLI's."""
+        if (refused := viewer_refused(request)) is not None:
+            return refused
+        if len(incident_id) > MAX_TARGET_CHARS or not name.endswith(".png"):
+            return Response("not found", status_code=404, media_type="text/plain")
+        now = clock()
+        cached = graphs.get(incident_id)
+        if cached is None or now - cached[0] > GRAPH_CACHE_S:
+            bundle = await api(request).get(f"/incidents/{quote(incident_id, safe='')}/bundle")
+            if not bundle.ok or not isinstance(bundle.body, dict):
+                return Response("no such incident", status_code=404, media_type="text/plain")
+            from falcon_platform.incidents.graphs import render_graphs
+
+            # matplotlib takes ~1 s: off the supervisor's loop, and kept for a minute
+            cached = (now, await asyncio.to_thread(render_graphs, bundle.body))
+            graphs[incident_id] = cached
+            while len(graphs) > 8:
+                graphs.pop(next(iter(graphs)))
+        # the Markdown names the files as the CLI writes them: "<incident id>-<graph>.png"
+        data = cached[1].get(name.removeprefix(f"{incident_id}-"))
+        if data is None:
+            return Response("no such graph", status_code=404, media_type="text/plain")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=60"})
 
     # ------------------------------------------------------------------ sign-in
     @router.get("/login")
@@ -392,7 +441,8 @@ def create_console_router(
             if not target or len(target) > MAX_TARGET_CHARS:
                 return refuse(request, 400, "Bad request", f"{what} needs the incident id.")
             path = path.replace("{target}", quote(target, safe=""))
-        answer = await api(request).post(path, {} if action != "restart" else None)
+        body = {"by": "console"} if path.startswith("/incidents/") else None
+        answer = await api(request).post(path, body)
         session.flash.append(_outcome(what, path, answer))
         return RedirectResponse(_safe_back(form.get("back")), status_code=303)
 
@@ -407,17 +457,7 @@ def _outcome(what: str, path: str, answer: Answer) -> tuple[str, str]:
     return ("bad", f"Refused: {what} (POST {path} answered {answer.status}: {answer.detail}).")
 
 
-def _incident_list(answer: Answer) -> list[Mapping[str, Any]]:
+def _open_incidents(answer: Answer) -> list[dict[str, Any]]:
     if not answer.ok:
         return []
-    body = answer.body
-    items = body.get("incidents", []) if isinstance(body, dict) else body
-    return [i for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
-
-
-def _open_incidents(answer: Answer) -> list[Mapping[str, Any]]:
-    return [
-        i
-        for i in _incident_list(answer)
-        if str(i.get("status", "")).lower() not in {"resolved", "closed"}
-    ]
+    return [i for i in views.incident_rows(answer.body) if i["status"] != "resolved"]

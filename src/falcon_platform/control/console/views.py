@@ -14,6 +14,7 @@ screen reader); memory is a bar whose level turns at the soft limit and the hard
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -265,3 +266,74 @@ RELEASE_TONE = {
     "aborted": "bad",
     "rolled_back": "bad",
 }
+
+
+INCIDENT_TONE = {"open": "bad", "mitigated": "warn", "resolved": "good"}
+_GRAPH_REF = re.compile(r"!\[([^\]]*)\]\(([\w.-]+\.png)\)")
+
+
+def incident_rows(body: Any) -> list[dict[str, Any]]:
+    """``GET /incidents`` newest first, status and severity in words."""
+    items = body.get("incidents", []) if isinstance(body, Mapping) else body
+    rows = []
+    for i in items if isinstance(items, list) else []:
+        if not isinstance(i, Mapping):
+            continue
+        status = str(i.get("status", "unknown"))
+        rows.append(
+            {
+                "id": str(i.get("id", "?")),
+                "title": str(i.get("title") or ""),
+                "status": status,
+                "tone": INCIDENT_TONE.get(status, "info"),
+                "severity": str(i.get("severity") or "–"),
+                "started": format_time(i.get("started_at")),
+                "detected": format_time(i.get("detected_at")),
+                "acknowledged": i.get("acknowledged_at") is not None,
+                "sort": float(i.get("detected_at") or i.get("started_at") or 0.0),
+            }
+        )
+    return sorted(rows, key=lambda r: r["sort"], reverse=True)
+
+
+def incident_facts(incident: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The incident's who/when as (label, text) rows, times in UTC."""
+
+    def names(key: str) -> str:
+        return ", ".join(str(v) for v in incident.get(key) or []) or "–"
+
+    return [
+        ("Status", str(incident.get("status", "–"))),
+        (
+            "Severity",
+            f"{incident.get('severity', '–')} (set by {incident.get('severity_set_by', '–')})",
+        ),
+        ("Started", format_time(incident.get("started_at"))),
+        (
+            "Detected",
+            f"{format_time(incident.get('detected_at'))} by {incident.get('opened_by', '–')}",
+        ),
+        ("Acknowledged", format_time(incident.get("acknowledged_at"))),
+        (
+            "Mitigated",
+            f"{format_time(incident.get('mitigated_at'))} {incident.get('mitigated_by') or ''}".strip(),
+        ),
+        (
+            "Resolved",
+            f"{format_time(incident.get('resolved_at'))} {incident.get('resolved_by') or ''}".strip(),
+        ),
+        ("Commander", str(incident.get("commander") or "–")),
+        ("Alerts", names("alerts")),
+        ("Releases", names("releases")),
+        ("Workers", names("workers")),
+    ]
+
+
+def postmortem_html(markdown: str, graph_base: str) -> str:
+    """The postmortem's Markdown as HTML (raw HTML in it is escaped, not rendered); its graph
+    files (``name.png``) are served from ``graph_base``."""
+    from markdown_it import MarkdownIt  # installed with Rich
+
+    text = _GRAPH_REF.sub(lambda m: f"![{m.group(1)}]({graph_base}{m.group(2)})", markdown)
+    html: str = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return html

@@ -20,7 +20,8 @@
         const response = await fetch(location.href, {
           credentials: "same-origin",
           cache: "no-store",
-          headers: { Accept: "text/html" },
+          // the server may leave out what is not live (an incident's postmortem)
+          headers: { Accept: "text/html", "X-Console-Refresh": "1" },
         });
         if (!response.ok) throw new Error("HTTP " + response.status);
         const doc = new DOMParser().parseFromString(await response.text(), "text/html");
