@@ -8,7 +8,7 @@ from pathlib import Path
 
 from falcon_platform.config.spec import SLOSpec, Spec
 from falcon_platform.events.journal import Event
-from falcon_platform.incidents.bundle import assemble, bucket_series
+from falcon_platform.incidents.bundle import assemble, bucket_series, memory_growth_facts
 from falcon_platform.incidents.graphs import render_graphs
 from falcon_platform.incidents.impact import (
     RequestRow,
@@ -99,6 +99,20 @@ def test_percentile_and_buckets_and_unanswered() -> None:
     assert [(u.worker, u.in_flight, u.scraped_at, u.bound) for u in found] == [
         ("w1", 4, 99.5, 3),
         ("w2", 0, None, 0),
+    ]
+
+
+def test_memory_growth_per_request() -> None:
+    """w1 serves 100 requests between 600 MB and 1,090 MB: 4.9 MB per request; w2 is flat."""
+    rows = [RequestRow(T0 + i * 0.5, "w1", "r7", 200, 5.0, "c") for i in range(100)]
+    rows += [RequestRow(T0 + i * 0.5, "w2", "r7", 200, 5.0, "c") for i in range(100)]
+    memory = {
+        "w1": [(T0 - 0.1, 600e6), (T0 + 25, 850e6), (T0 + 49.9, 1090e6)],
+        "w2": [(T0 - 0.1, 300e6), (T0 + 49.9, 300.5e6)],
+    }
+    facts = memory_growth_facts(memory, rows, T0, T0 + 60)
+    assert facts == [
+        "Memory of worker w1 grew 4.9 MB per request (600 -> 1090 MB over 100 requests)."
     ]
 
 

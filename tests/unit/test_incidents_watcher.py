@@ -197,3 +197,34 @@ def test_no_ready_worker_at_start_up_is_not_an_outage(engine: Engine) -> None:
     journal.record("service_available", ts=T0 + 90)
     watcher.tick(T0 + 91)
     assert service.store.get(inc.id).mitigated_at == T0 + 90
+
+
+def test_gauges_count_open_incidents_and_overdue_action_items(engine: Engine) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from falcon_platform.incidents.actions import ActionStatus, SqlActionStore
+
+    journal, _, _, clock = _setup(engine)
+    service = IncidentService(
+        SqlIncidentStore(engine),
+        journal,
+        IncidentSpec(),
+        actions=SqlActionStore(engine),
+        clock=clock,
+    )
+    registry = CollectorRegistry()
+    service.bind_metrics(registry)
+    inc = service.open_manual("slow", by="bob", severity=Severity.P1)
+    service.open_manual("other", by="bob", severity=Severity.P1)
+    service.add_action(
+        inc.id, category="Detect", description="d", owner="@o", due="2026-11-29"
+    )  # T0 is 2026-11-30: overdue
+    done = service.add_action(
+        inc.id, category="Detect", description="d", owner="@o", due="2026-01-01"
+    )
+    service.advance_action(done.id, ActionStatus.DONE, by="bob")
+    service.refresh_metrics()
+    text = generate_latest(registry).decode()
+    assert 'falcon_incidents_open{severity="P1"} 2.0' in text
+    assert 'falcon_incidents_open{severity="P0"} 0.0' in text
+    assert "falcon_action_items_overdue 1.0" in text

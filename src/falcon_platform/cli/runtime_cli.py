@@ -23,7 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from falcon_platform.errors import ConfigError, RuntimeStateError, SupervisorUnreachableError
+from falcon_platform.errors import (
+    ConfigError,
+    FalconError,
+    RuntimeStateError,
+    SupervisorUnreachableError,
+)
 
 if TYPE_CHECKING:
     from falcon_platform.client.control import ControlClient
@@ -297,6 +302,7 @@ def status(
     settings = _settings(profile, env_file)
     with _client(settings) as client:
         data = client.status()
+        data["incidents"] = _incident_summary(client)
     if json_out:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -362,6 +368,31 @@ def status(
             if isinstance(info, dict)
         ]
         out.print("stores: " + "; ".join(parts))
+    summary = data.get("incidents") or {}
+    for inc in summary.get("open", []):
+        out.print(
+            f"[bold red]incident {inc['id']} ({inc['severity']}) open:[/] {escape(inc['title'])} "
+            f"(`falcon incident show {inc['id']}`)"
+        )
+    late = summary.get("overdue_actions", [])
+    if late:
+        out.print(
+            f"[yellow]warning: {len(late)} action item(s) overdue: {', '.join(late)}[/] "
+            "(`falcon actions list --overdue`)"
+        )
+
+
+def _incident_summary(client: Any) -> dict[str, Any] | None:
+    """Open incidents and overdue action items, or None from a supervisor without them."""
+    try:
+        found = client.incidents(status=["open"], limit=20)
+        late = client.actions(overdue=True)["actions"]
+    except FalconError:
+        return None
+    return {
+        "open": [{k: i[k] for k in ("id", "severity", "title")} for i in found],
+        "overdue_actions": [a["id"] for a in late],
+    }
 
 
 def check_health(profile: ProfileOpt = None, env_file: EnvFileOpt = None) -> None:

@@ -15,6 +15,7 @@ Reads are open on loopback (the token elsewhere); every change needs the admin t
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -50,6 +51,8 @@ from falcon_platform.incidents.store import SqlIncidentStore
 from falcon_platform.incidents.watcher import IncidentWatcher
 from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.supervisor.supervisor import PeriodicTask
+
+log = logging.getLogger("falcon.incidents")
 
 _WHO = Field(default="operator", min_length=1, max_length=100, description="Who acts.")
 
@@ -309,8 +312,21 @@ def incidents_plugin(
         service, journal, spec.incidents, since=time.time(), workers_total=workers_total
     )
 
+    ticks = 0
+    quiet_until = 0.0
+
     async def watch() -> None:
-        await asyncio.to_thread(watcher.tick, time.time())
+        nonlocal ticks, quiet_until
+        try:
+            await asyncio.to_thread(watcher.tick, time.time())
+            if ticks % 15 == 0:  # the gauges: cheap queries, but not every second
+                await asyncio.to_thread(service.refresh_metrics)
+        except Exception as exc:  # a database outage: say so once a minute, not every second
+            if time.monotonic() >= quiet_until:
+                quiet_until = time.monotonic() + 60
+                log.error("incident watcher cannot read or write the stores: %s", exc)
+        finally:
+            ticks += 1
 
     router = create_incidents_router(service, admin_token, make_bundle=make_bundle)
     return [router], [PeriodicTask("incidents", interval_s, watch)], service

@@ -168,7 +168,7 @@ async def serve(
             "(needs root and a cgroup v1/v2 memory controller); use auto or watchdog"
         )
     routers, periodic = alerting_plugin(settings, spec, sli, journal, token)
-    incident_routers, incident_tasks, _ = incidents_plugin(
+    incident_routers, incident_tasks, incident_service = incidents_plugin(
         spec,
         engine,
         journal,
@@ -192,6 +192,7 @@ async def serve(
         release_gate=release_gate,
         base_gate_args=base_gate_args,
     )
+    incident_service.bind_metrics(supervisor.metrics.registry)
     from falcon_platform.control.releases_routes import create_releases_router
     from falcon_platform.releases.manager import ReleaseManager
     from falcon_platform.releases.store import ReleaseStore

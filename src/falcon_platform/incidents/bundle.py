@@ -170,6 +170,37 @@ def root_cause_facts(events: Sequence[Event], inc: Incident) -> list[str]:
     return facts
 
 
+def memory_growth_facts(
+    memory: dict[str, list[tuple[float, float]]],
+    rows: Sequence[RequestRow],
+    start: float,
+    end: float,
+    *,
+    lookback_s: float = 300.0,
+    min_mb_per_request: float = 0.1,
+) -> list[str]:
+    """Per worker: RSS growth per request served between its first sample and its peak in
+    [start - lookback, end] (pure). Only growth of at least ``min_mb_per_request`` is named:
+    a leak, not noise."""
+    facts: list[str] = []
+    for worker, points in sorted(memory.items()):
+        inside = sorted((t, v) for t, v in points if start - lookback_s <= t <= end)
+        if len(inside) < 2:
+            continue
+        first = inside[0]
+        peak = max(inside, key=lambda p: p[1])
+        served = sum(1 for r in rows if r.worker == worker and first[0] <= r.ts <= peak[0])
+        if served < 10 or peak[1] <= first[1]:
+            continue
+        per_request = (peak[1] - first[1]) / 1e6 / served
+        if per_request >= min_mb_per_request:
+            facts.append(
+                f"Memory of worker {worker} grew {per_request:.1f} MB per request "
+                f"({first[1] / 1e6:.0f} -> {peak[1] / 1e6:.0f} MB over {served} requests)."
+            )
+    return facts
+
+
 def assemble(
     inc: Incident,
     *,
@@ -238,7 +269,7 @@ def assemble(
         },
         "impact": impact.to_dict(),
         "timeline": [r.to_dict() for r in timeline],
-        "root_cause": root_cause_facts(events, inc),
+        "root_cause": memory_growth_facts(memory, rows, start, end) + root_cause_facts(events, inc),
         "resolution": rollback,
         "series": {
             "start": g_start,

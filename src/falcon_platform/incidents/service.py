@@ -15,7 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
+
+from prometheus_client import CollectorRegistry, Gauge
 
 from falcon_platform.config.spec import IncidentSpec
 from falcon_platform.errors import InvalidInputError
@@ -27,6 +30,7 @@ from falcon_platform.incidents.actions import (
     SqlActionStore,
     advance,
     new_action,
+    overdue,
 )
 from falcon_platform.incidents.model import (
     Action,
@@ -39,6 +43,7 @@ from falcon_platform.incidents.model import (
 )
 from falcon_platform.incidents.signals import Signal, first_related_ts
 from falcon_platform.incidents.store import SqlIncidentStore
+from falcon_platform.observability import names
 
 log = logging.getLogger("falcon.incidents")
 
@@ -79,6 +84,8 @@ class IncidentService:
         self.clock = clock
         # Read-modify-write of one incident: the watcher (a thread) and the API both write.
         self.lock = threading.RLock()
+        self._open_gauge: Gauge | None = None
+        self._overdue_gauge: Gauge | None = None
 
     def _record(self, kind: str, inc: Incident, ts: float, **details: Any) -> None:
         self.journal.record(
@@ -311,3 +318,30 @@ class IncidentService:
             ts=now,
         )
         return item
+
+    def bind_metrics(self, registry: CollectorRegistry) -> None:
+        """Gauges on the supervisor's registry (served on the control port's /metrics)."""
+        self._open_gauge = Gauge(
+            names.INCIDENTS_OPEN,
+            "Incidents open (not yet mitigated), by severity.",
+            ["severity"],
+            registry=registry,
+        )
+        self._overdue_gauge = Gauge(
+            names.ACTION_ITEMS_OVERDUE,
+            "Postmortem action items past their due date and not DONE.",
+            registry=registry,
+        )
+
+    def refresh_metrics(self) -> None:
+        """Set the gauges from the stores (the watcher calls this every few seconds)."""
+        if self._open_gauge is None or self._overdue_gauge is None:
+            return
+        found = self.store.find(status=[Status.OPEN])
+        for severity in Severity:
+            self._open_gauge.labels(severity=severity.value).set(
+                sum(1 for i in found if i.severity is severity)
+            )
+        if self.actions is not None:
+            today = datetime.fromtimestamp(self.clock(), UTC).date().isoformat()
+            self._overdue_gauge.set(len(overdue(self.actions.find(), today)))

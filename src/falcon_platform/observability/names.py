@@ -55,3 +55,5 @@ WORKER_RSS = "falcon_worker_resident_memory_bytes"  # gauge; worker, release (sa
 # gauge; worker, release: the worker's proportional set size (PSS), what its limits apply to
 WORKER_PSS = "falcon_worker_proportional_memory_bytes"
 SCRAPE_FAILURES = "falcon_scrape_failures_total"  # counter; worker
+INCIDENTS_OPEN = "falcon_incidents_open"  # gauge; severity (P0..P3): open, not yet mitigated
+ACTION_ITEMS_OVERDUE = "falcon_action_items_overdue"  # gauge: past due and not DONE
