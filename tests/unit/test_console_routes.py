@@ -84,6 +84,13 @@ def _app(calls: list[tuple[str, str | None]], *, with_incidents: bool = False) -
                 return JSONResponse({"error": "not_found", "detail": "no such"}, status_code=404)
             return record
 
+        @app.get("/actions")
+        async def actions(incident: str | None = None) -> dict[str, Any]:
+            item = {"id": "ACT-7", "incident": "INC-1", "category": "Prevent", "owner": "@sre",
+                    "description": "Lower the soft limit", "due": "2026-01-01", "status": "TODO",
+                    "overdue": True}  # fmt: skip
+            return {"actions": [item] if incident == "INC-1" else [], "today": "2026-02-01"}
+
         @app.get("/incidents/{incident_id}/postmortem", response_class=PlainTextResponse)
         async def postmortem(incident_id: str) -> str:
             return "# Postmortem\n\n<script>alert(1)</script>\n\n![Memory](memory.png)\n"
@@ -146,6 +153,8 @@ async def test_incident_detail_postmortem_is_escaped_and_links_its_graphs() -> N
         missing = (await client.get("/console/incidents/INC-9")).text
         overview = (await client.get("/console/")).text
     assert "3 OOM kills" in page
+    assert "Lower the soft limit" in page
+    assert "OVERDUE" in page  # in words
     assert "FalconWorkerOOMKilled" in page
     assert "<script>alert(1)</script>" not in page  # raw HTML in the Markdown is escaped
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

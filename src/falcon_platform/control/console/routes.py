@@ -54,6 +54,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "incident-ack": ("/incidents/{target}/ack", "acknowledge the incident"),
     "incident-mitigate": ("/incidents/{target}/mitigate", "mark the incident mitigated"),
     "incident-resolve": ("/incidents/{target}/resolve", "resolve the incident"),
+    "item-start": ("/actions/{target}/start", "start the action item"),
+    "item-done": ("/actions/{target}/done", "mark the action item done"),
 }
 # Only the admin token, a session and the page structure are security-relevant here; the CSP
 # keeps every byte the page loads on this server (the console works with no internet access).
@@ -315,6 +317,7 @@ def create_console_router(
         reader = api(request)
         path = f"/incidents/{quote(incident_id, safe='')}"
         incident = await reader.get(path)
+        items = await reader.get("/actions", {"incident": incident_id})
         html = None
         # The postmortem is not a live section: a refresh (console.js) does not redraw it.
         refresh = request.headers.get("x-console-refresh") == "1"
@@ -332,6 +335,7 @@ def create_console_router(
                 "incident": incident,
                 "record": record,
                 "facts": views.incident_facts(record) if record else [],
+                "items": items,
                 "postmortem": postmortem,
                 # markdown-it with raw HTML off: its output escapes every input text
                 "postmortem_html": Markup(html) if html is not None else None,  # noqa: S704
@@ -441,7 +445,7 @@ def create_console_router(
             if not target or len(target) > MAX_TARGET_CHARS:
                 return refuse(request, 400, "Bad request", f"{what} needs the incident id.")
             path = path.replace("{target}", quote(target, safe=""))
-        body = {"by": "console"} if path.startswith("/incidents/") else None
+        body = {"by": "console"} if path.startswith(("/incidents/", "/actions/")) else None
         answer = await api(request).post(path, body)
         session.flash.append(_outcome(what, path, answer))
         return RedirectResponse(_safe_back(form.get("back")), status_code=303)
