@@ -25,7 +25,9 @@ TOKEN = "s3cret-admin-token"
 MiB = 1024 * 1024
 
 
-def _app(calls: list[tuple[str, str | None]], *, with_incidents: bool = False) -> FastAPI:
+def _app(
+    calls: list[tuple[str, str | None]], *, with_incidents: bool = False, with_rollout: bool = False
+) -> FastAPI:
     app = FastAPI()
     app.add_middleware(ControlGuard, admin_token=TOKEN, session_prefix="/console/")
 
@@ -66,6 +68,22 @@ def _app(calls: list[tuple[str, str | None]], *, with_incidents: bool = False) -
     @app.post("/restart", status_code=202)
     async def restart() -> dict[str, Any]:
         return {"accepted": True}
+
+    if with_rollout:
+
+        @app.get("/rollout")
+        async def rollout() -> dict[str, Any]:
+            return {"stable": "r1", "last_rollback": None, "rollout": {
+                "release": "r2", "from_release": "r1", "phase": "canary", "done": False, "step": 1,
+                "steps": [{}, {}], "weight": 25, "canary_workers": 1, "total_workers": 4,
+                "canary_share": 0.25, "started_at": 1.0, "analyses": 0, "last_analysis": None}}  # fmt: skip
+
+        @app.post("/rollback")
+        async def rollback() -> JSONResponse:
+            return JSONResponse(
+                {"error": "conflict", "detail": "no earlier good release to roll back to"},
+                status_code=409,
+            )
 
     if with_incidents:
         record = {"id": "INC-1", "status": "open", "severity": "P1", "title": "OOM kills",
@@ -245,6 +263,29 @@ async def test_actions_need_a_session_and_its_csrf_token() -> None:
         assert (
             "Not available: POST /rollback does not exist" in (await client.get("/console/")).text
         )
+
+
+async def test_rollout_shown_and_rollback_reports_the_apis_answer() -> None:
+    calls: list[tuple[str, str | None]] = []
+    async with _client(_app(calls, with_rollout=True)) as client:
+        overview = (await client.get("/console/")).text
+        releases = (await client.get("/console/releases")).text
+        assert (await client.post("/console/actions/rollback")).status_code == 401
+        await client.post("/console/login", data={"token": TOKEN})
+        signed = (await client.get("/console/releases")).text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', signed)
+        assert csrf is not None
+        done = await client.post(
+            "/console/actions/rollback", data={"csrf": csrf.group(1), "back": "/console/releases"}
+        )
+        after = (await client.get("/console/releases")).text
+    assert "r2 step 1 of 2, canary share 25%" in overview
+    assert "1 of 4 workers" in releases
+    assert "Promote" in signed
+    assert "Abort rollout" in signed
+    assert done.headers["location"] == "/console/releases"
+    assert calls == [("/rollback", f"Bearer {TOKEN}")]
+    assert "answered 409: no earlier good release to roll back to" in after
 
 
 async def test_guard_still_caps_console_bodies_and_guards_the_api() -> None:

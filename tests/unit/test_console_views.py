@@ -186,3 +186,39 @@ def test_postmortem_html_escapes_raw_html_and_points_graphs_at_the_console() -> 
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert '<img src="/console/incidents/INC-1/graphs/errors.png" alt="Error ratio"' in html
     assert "<table>" in html
+
+
+def test_rollout_view_step_share_and_analysis() -> None:
+    body = {
+        "stable": "r1",
+        "rollout": {
+            "release": "r2", "from_release": "r1", "phase": "canary", "done": False, "step": 2,
+            "steps": [{"weight": 10}, {"weight": 50}, {"weight": 100}], "weight": 50,
+            "canary_workers": 2, "total_workers": 4, "canary_share": 0.5, "started_at": 0.0,
+            "waiting": None, "analyses": 3,
+            "last_analysis": {
+                "verdict": "fail", "reasons": ["errors 12% > 10%"], "checks": [{"name": "errors", "ok": False}],
+                "canary": {"requests": 200, "error_ratio": 0.12, "p95_ms": 40.5},
+                "stable": {"requests": 600, "error_ratio": 0.001, "p95_ms": None},
+            },
+        },
+    }  # fmt: skip
+    ro = views.rollout_view(body)
+    assert ro is not None
+    assert (ro["phase"], ro["tone"], ro["step"], ro["steps"], ro["share"]) == (
+        "canary",
+        "warn",
+        2,
+        3,
+        "50%",
+    )
+    assert ro["verdict"] == "fail"
+    assert ro["reasons"] == ["errors 12% > 10%"]
+    assert ro["compared"] == [
+        ("requests", "200", "600"),
+        ("error ratio", "0.12", "0.001"),
+        ("p95 (ms)", "40.5", "–"),
+    ]
+    assert ro["checks"] == ["name=errors ok=False"]
+    assert views.rollout_view({"rollout": None, "stable": "r1"}) is None
+    assert views.rollout_view("nonsense") is None

@@ -225,6 +225,7 @@ def create_console_router(
                 "incidents": incidents,
                 "open_incidents": _open_incidents(incidents),
                 "rollout": rollout,
+                "ro": views.rollout_view(rollout.body) if rollout.ok else None,
             },
         )
 
@@ -279,6 +280,7 @@ def create_console_router(
             return refused
         reader = api(request)
         releases = await reader.get("/releases")
+        rollout = await reader.get("/rollout")
         return render(
             request,
             "releases.html.j2",
@@ -288,7 +290,8 @@ def create_console_router(
                 "release_rows": views.release_rows(releases.body)
                 if releases.ok and isinstance(releases.body, dict)
                 else [],
-                "rollout": await reader.get("/rollout"),
+                "rollout": rollout,
+                "ro": views.rollout_view(rollout.body) if rollout.ok else None,
                 "status": await reader.get("/status"),
             },
         )
@@ -445,7 +448,11 @@ def create_console_router(
             if not target or len(target) > MAX_TARGET_CHARS:
                 return refuse(request, 400, "Bad request", f"{what} needs the incident id.")
             path = path.replace("{target}", quote(target, safe=""))
-        body = {"by": "console"} if path.startswith(("/incidents/", "/actions/")) else None
+        body: dict[str, str] | None = None
+        if path.startswith(("/incidents/", "/actions/")):
+            body = {"by": "console"}
+        elif path.startswith(("/rollout/", "/rollback")):
+            body = {"reason": "from the web console"}
         answer = await api(request).post(path, body)
         session.flash.append(_outcome(what, path, answer))
         return RedirectResponse(_safe_back(form.get("back")), status_code=303)

@@ -337,3 +337,77 @@ def postmortem_html(markdown: str, graph_base: str) -> str:
     text = _GRAPH_REF.sub(lambda m: f"![{m.group(1)}]({graph_base}{m.group(2)})", markdown)
     html: str = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     return html
+
+
+PHASE_TONE = {"promoted": "good", "aborted": "bad", "refused": "bad"}
+#: WindowStats fields compared canary vs stable, with their labels
+COMPARED = [
+    ("requests", "requests"),
+    ("errors", "5xx answers"),
+    ("error_ratio", "error ratio"),
+    ("p95_ms", "p95 (ms)"),
+    ("memory_mb", "memory (MB)"),
+    ("memory_slope_mb_per_min", "memory slope (MB/min)"),
+    ("oom_kills", "OOM kills"),
+    ("limit_recycles", "limit recycles"),
+    ("restarts", "restarts"),
+    ("mean_confidence", "mean confidence"),
+]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def rollout_view(body: Any) -> dict[str, Any] | None:
+    """``GET /rollout``'s rollout (None when none ran): step, traffic share, phase in words, the
+    latest analysis as canary-vs-stable rows with its verdict and reasons."""
+    if not isinstance(body, Mapping):
+        return None
+    r = body.get("rollout")
+    if not isinstance(r, Mapping):
+        return None
+    phase = str(r.get("phase", "unknown"))
+    steps = r.get("steps") or []
+    share = r.get("canary_share")
+    analysis = r.get("last_analysis") if isinstance(r.get("last_analysis"), Mapping) else None
+    rows = []
+    if analysis is not None:
+        canary = analysis.get("canary") or {}
+        stable = analysis.get("stable") or {}
+        rows = [
+            (label, _shown(canary.get(key)), _shown(stable.get(key)))
+            for key, label in COMPARED
+            if key in canary or key in stable
+        ]
+    return {
+        "release": str(r.get("release", "?")),
+        "from_release": str(r.get("from_release") or "–"),
+        "phase": phase.replace("_", " "),
+        "tone": PHASE_TONE.get(phase, "warn"),
+        "done": bool(r.get("done")),
+        "step": int(r.get("step") or 0),
+        "steps": len(steps) if isinstance(steps, list) else 0,
+        "weight": r.get("weight"),
+        "canary_workers": r.get("canary_workers"),
+        "total_workers": r.get("total_workers"),
+        "share": format_percent(share, 0) if isinstance(share, int | float) else "–",
+        "started": format_time(r.get("started_at")),
+        "finished": format_time(r.get("finished_at")) if r.get("finished_at") else None,
+        "waiting": r.get("waiting"),
+        "reason": r.get("reason"),
+        "verdict": str(analysis.get("verdict")) if analysis else None,
+        "reasons": [str(x) for x in (analysis.get("reasons") or [])] if analysis else [],
+        "checks": [
+            details_text(c) if isinstance(c, Mapping) else str(c)
+            for c in (analysis.get("checks") or [])
+        ]
+        if analysis
+        else [],
+        "compared": rows,
+        "analyses": r.get("analyses") or 0,
+    }
