@@ -1,7 +1,8 @@
 """`falcon drill run` against a real `falcon up` (2 workers) under a real paced load.
 
-Short versions of every drill that applies to the embedded deployment (SQLite, no Redis):
-real signals, real fault releases rolled out and back, real idle sockets on loopback. Time
+Short versions of every drill, on a deployment with Redis and PostgreSQL (private servers):
+real signals, real fault releases rolled out and back, real idle sockets on loopback, Redis
+paused, the database closed to connections and its request log locked. Time
 bounds are loose (a shared 2-core machine); rows lost and OOM kills are exact.
 """
 
@@ -13,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from falcon_platform.config.settings import Settings
+from falcon_platform.stores import database
+from falcon_platform.testing.servers import running_postgres, running_redis
 from falcon_platform.testing.supervisor import RunningSupervisor, start_supervisor, train_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -37,13 +41,17 @@ alerts:
 
 @pytest.fixture(scope="module")
 def sup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSupervisor]:
+    """The production shape: Redis for cache and idempotency, PostgreSQL for the request log."""
     base = tmp_path_factory.mktemp("drills")
     model_dir = train_model(tmp_path_factory.getbasetemp() / "falcon-model-home")
-    running = start_supervisor(base, workers=2, spec_yaml=SPEC, model_dir=model_dir)
-    try:
-        yield running
-    finally:
-        assert running.stop() == 0
+    with running_redis() as redis, running_postgres() as pg:
+        database.upgrade(Settings(home=base / "home", database_url=pg.url))  # type: ignore[arg-type]
+        env = {"FALCON_REDIS_URL": redis.url, "FALCON_DATABASE_URL": pg.url}
+        running = start_supervisor(base, workers=2, spec_yaml=SPEC, model_dir=model_dir, env=env)
+        try:
+            yield running
+        finally:
+            assert running.stop() == 0
 
 
 def drill(sup: RunningSupervisor, name: str, *args: str) -> tuple[int, dict[str, Any], str]:
@@ -119,3 +127,10 @@ def test_connection_flood(sup: RunningSupervisor) -> None:
     """Idle sockets on the public port: no worker killed, the paced client is served."""
     body = passed(sup, "connection-flood", "--seconds", "3")
     assert body["measured"]["idle_connections_opened"] >= 500
+
+
+@pytest.mark.parametrize("name", ["redis-down", "postgres-down", "postgres-slow"])
+def test_store_outages_fail_nothing_and_lose_nothing(sup: RunningSupervisor, name: str) -> None:
+    """A store away for 3 s: the cache is bypassed / rows wait on disk; 0 failed, 0 lost."""
+    body = passed(sup, name, "--seconds", "3")
+    assert body["failed"] == 0

@@ -95,8 +95,14 @@ def test_memory_leak_alert_must_come_before_the_first_oom_kill() -> None:
         "soft-limit recycle": True,
         "no_oom_kill": False,
         "memory_alert": False,
+        "users_unaffected": True,  # no request failed
     }
     assert t.mitigation_s == pytest.approx(5.0)
+    many_failed = answers((1.0, 1.1, 503), (2.0, 2.1, 200))
+    checks, _ = j.judge_memory_leak(
+        j.Observation(T0, events, many_failed, T0 + 20), recycle_bound_s=10
+    )
+    assert by_key(checks)["users_unaffected"] is False
     early = [events[0], ev("alert_firing", 6.0, name="FalconWorkerRecycling")]
     checks, t = j.judge_memory_leak(j.Observation(T0, early, [], T0 + 20), recycle_bound_s=10)
     assert all(c.met for c in checks)
@@ -190,3 +196,17 @@ def test_report_shows_numbers_checks_and_timeline() -> None:
     assert "| requests failed | 2 of 100 |" in text
     assert "| ✅ | exit noticed within 5 s | 0.04 s |" in text
     assert "| +0.1 | journal: worker_exited w1 r1 Signaled |" in text
+
+
+def test_error_spike_on_a_deployment_with_incidents_needs_one_opened() -> None:
+    a = answers(*[(0.1 * i, 0.1 * i + 0.01, 500 if i % 2 else 200) for i in range(20)])
+    alert = ev("alert_firing", 4.0, name="FalconHighErrorRate")
+    obs = j.Observation(T0, [alert], a, T0 + 10)
+    checks, _ = j.judge_error_spike(obs, alert_bound_s=10, ratio=0.3, incidents=True)
+    assert by_key(checks)["incident opened"] is False
+    opened = ev("incident_opened", 5.0, incident="INC-2026-11-30-001")
+    obs = j.Observation(T0, [alert, opened], a, T0 + 10)
+    checks, t = j.judge_error_spike(obs, alert_bound_s=10, ratio=0.3, incidents=True)
+    assert by_key(checks)["incident opened"] is True
+    assert t.measured["incident"] == "INC-2026-11-30-001"
+    assert t.measured["incident_mitigated"] is False

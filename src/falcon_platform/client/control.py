@@ -244,6 +244,12 @@ class ControlClient:
         body: dict[str, Any] = self._request("POST", "/shutdown", auth=True).json()
         return body
 
+    def routes(self) -> set[str]:
+        """The control API's paths (from its OpenAPI document): what this deployment offers,
+        e.g. ``"/incidents" in client.routes()`` (drills adapt to the features present)."""
+        paths: dict[str, Any] = self._request("GET", "/openapi.json").json().get("paths", {})
+        return set(paths)
+
 
 def _release_payload(
     env: Mapping[str, str],

@@ -55,6 +55,7 @@ CATALOG: tuple[DrillDef, ...] = (
             Expectation("soft-limit recycle", "workers recycled at the soft limit", 60.0),
             Expectation("no_oom_kill", "no OOM kill while the leak runs"),
             Expectation("memory_alert", "a memory alert fires before any OOM kill"),
+            Expectation("users_unaffected", "at most 1% of requests fail while it leaks"),
             ROWS,
         ),
         needs=("faults",),
@@ -67,7 +68,12 @@ CATALOG: tuple[DrillDef, ...] = (
         "roll out FALCON_FAULTS=error_ratio=0.3, then roll back",
         (
             Expectation("injected", "the failures reach the clients"),
-            Expectation("error alert fired", "a burn-rate or error-rate alert fires", 30.0),
+            Expectation(
+                "error alert fired",
+                "a burn-rate or error-rate alert fires (within error_rate_for + 2 evaluations + 20 s)",
+                90.0,
+            ),
+            Expectation("incident opened", "an incident is opened (deployments with incidents)"),
             ROWS,
         ),
         needs=("faults",),

@@ -180,9 +180,10 @@ def judge_hang(
 
 
 def judge_error_spike(
-    obs: Observation, *, alert_bound_s: float, ratio: float
+    obs: Observation, *, alert_bound_s: float, ratio: float, incidents: bool = False
 ) -> tuple[list[Check], Timings]:
-    """faults error_ratio: the failures are real, and an error alert fires within the bound."""
+    """faults error_ratio: the failures are real, an error alert fires within the bound, and
+    (on a deployment with incidents) an incident is opened for it."""
     t = Timings()
     failed, total = failed_in(obs.answers, obs.injected_at, obs.restored_at)
     took = Check(
@@ -197,7 +198,19 @@ def judge_error_spike(
         t.measured["alert"] = alert["details"].get("name")
     if obs.restored_at is not None:
         t.mitigation_s = obs.restored_at - obs.injected_at
-    return [took, fired], t
+    checks = [took, fired]
+    if incidents:
+        opened = first_event(obs.events, "incident_opened", after=obs.injected_at)
+        check, _ = _within("incident opened", opened, obs.injected_at, alert_bound_s + 10)
+        checks.append(check)
+        if opened is not None:
+            t.measured["incident"] = opened["details"].get("incident")
+            done = first_event(
+                obs.events, "incident_mitigated", after=float(opened["ts"]),
+                where=lambda e: e["details"].get("incident") == t.measured["incident"],
+            )  # fmt: skip
+            t.measured["incident_mitigated"] = done is not None
+    return checks, t
 
 
 def judge_memory_leak(obs: Observation, *, recycle_bound_s: float) -> tuple[list[Check], Timings]:
@@ -221,11 +234,16 @@ def judge_memory_leak(obs: Observation, *, recycle_bound_s: float) -> tuple[list
     )  # fmt: skip
     if alert is not None:
         t.detection_s = float(alert["ts"]) - obs.injected_at
+    failed, total = failed_in(obs.answers, obs.injected_at, obs.restored_at)
+    hidden = Check(
+        "users_unaffected", "at most 1% of requests failed while the leak ran (recycles hide it)",
+        failed <= 0.01 * total, f"{failed} failed of {total}",
+    )  # fmt: skip
     recycles = [
         e for e in obs.events if e["kind"] == "limit_recycle" and e["ts"] >= obs.injected_at
     ]
     t.measured = {"recycles": len(recycles), "oom_kills": len(ooms)}
-    return [recycled, no_oom, alerted], t
+    return [recycled, no_oom, alerted, hidden], t
 
 
 def judge_degraded(

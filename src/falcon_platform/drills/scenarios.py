@@ -141,13 +141,16 @@ def memory_leak(s: Session, drill: DrillDef) -> Judge:
 
 def error_spike(s: Session, drill: DrillDef) -> Judge:
     a = s.spec.alerts
-    bound = 2 * a.evaluation_interval + 20.0
+    # The slower of the two alerts: the burn-rate one has no `for` (but may already be firing
+    # from an earlier drill), the error-rate one waits error_rate_for (60 s by default).
+    bound = a.error_rate_for + 2 * a.evaluation_interval + 20.0
     _with_fault(
         s, "error_ratio=0.3",
         lambda evs: j.first_alert(evs, j.ERROR_ALERTS, after=s.injected_at or s.started_at),
         max(drill.seconds, bound),
     )  # fmt: skip
-    return lambda obs: j.judge_error_spike(obs, alert_bound_s=bound, ratio=0.3)
+    incidents = "/incidents" in s.client.routes()
+    return lambda obs: j.judge_error_spike(obs, alert_bound_s=bound, ratio=0.3, incidents=incidents)
 
 
 def cpu_spike(s: Session, drill: DrillDef) -> Judge:

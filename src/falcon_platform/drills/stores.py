@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from falcon_platform.drills import judge as j
 from falcon_platform.drills.model import Check, DrillDef
@@ -54,10 +54,18 @@ def _admin_engine(s: Session) -> Engine:
 
 
 def postgres_down(s: Session, drill: DrillDef) -> Judge:
-    engine = _admin_engine(s)
-    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    name = conn.execute(text("SELECT current_database()")).scalar_one()
-    quoted = conn.dialect.identifier_preparer.quote(str(name))
+    url = make_url(database_url(s.settings))
+    name = str(url.database or "")
+    # PostgreSQL refuses to close the database a session is connected to: act from template1.
+    engine = create_engine(url.set(database="template1"), pool_size=1, max_overflow=0)
+    try:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except Exception as exc:
+        engine.dispose()
+        raise DrillAbortedError(
+            f"cannot connect to template1 to close {name!r}: {_first(exc)}"
+        ) from None
+    quoted = conn.dialect.identifier_preparer.quote(name)
 
     def reopen() -> None:
         conn.execute(text(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS true"))
@@ -66,11 +74,10 @@ def postgres_down(s: Session, drill: DrillDef) -> Judge:
         conn.execute(text(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS false"))
         s.cleanups.append(reopen)
         ended = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
+            text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                 "WHERE datname = :name AND pid <> pg_backend_pid()"),
+            {"name": name},
+        ).scalar_one()  # fmt: skip
         s.injected_at = time.time()
         s.note(f"PostgreSQL database {name} closed to connections; {ended} sessions ended",
                s.injected_at)  # fmt: skip
@@ -80,11 +87,17 @@ def postgres_down(s: Session, drill: DrillDef) -> Judge:
         s.restored_at = time.time()
         s.note(f"PostgreSQL database {name} open again", s.restored_at)
     except Exception as exc:
-        raise DrillAbortedError(f"cannot close the database to connections: {exc}") from None
+        raise DrillAbortedError(f"cannot close {name!r} to connections: {_first(exc)}") from None
     finally:
-        conn.close()
-        engine.dispose()
+        if reopen not in s.cleanups:
+            conn.close()
+            engine.dispose()
     return _zero_failures
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of a driver error (SQLAlchemy appends the SQL and a link)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def postgres_slow(s: Session, drill: DrillDef) -> Judge:
