@@ -92,7 +92,10 @@ def run(
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write the Markdown report here (+ .json).")
     ] = None,
-    rps: Annotated[float, typer.Option("--rps", min=1, max=2000, help="Paced load.")] = 20.0,
+    rps: Annotated[
+        float | None,
+        typer.Option("--rps", min=1, max=2000, help="Paced load (default 20; seed-incident 100)."),
+    ] = None,
     seconds: Annotated[
         float | None,
         typer.Option("--seconds", min=1, max=3600, help="Override each drill's wait window."),
@@ -118,7 +121,12 @@ def run(
     settings = load_settings(profile=profile)
     spec = load_spec(settings.spec_path)
     options = DrillOptions(
-        rps=rps, allow_faults=allow_faults, seconds=seconds, baseline_s=steady, settle_s=steady
+        rps=rps or 20.0,
+        rps_default=rps is None,
+        allow_faults=allow_faults,
+        seconds=seconds,
+        baseline_s=steady,
+        settle_s=steady,
     )
     err = Console(stderr=True, soft_wrap=True)
     outcomes = []
@@ -134,6 +142,15 @@ def run(
         if outcome.reason:
             err.print(f"  {outcome.status}: {outcome.reason}", highlight=False, markup=False)
         outcomes.append(outcome)
+    for o in outcomes:
+        rows = o.measured.get("side_by_side")
+        if rows and not as_json:
+            table = Table(title="the seed incident and Falcon, side by side")
+            for head in rows[0]:
+                table.add_column(head or "measure")
+            for row in rows[1:]:
+                table.add_row(*row)
+            Console(soft_wrap=True).print(table)
     if as_json:
         payload = [o.to_dict() for o in outcomes]
         typer.echo(json.dumps(payload[0] if name != "all" else payload, indent=2))

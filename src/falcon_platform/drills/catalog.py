@@ -111,6 +111,24 @@ CATALOG: tuple[DrillDef, ...] = (
         seconds=10.0,
     ),
     DrillDef(
+        "seed-incident",
+        "the seed incident replayed: its leaking release (5 MB per request) at the seed's rate",
+        STEADY,
+        "roll out FALCON_FAULTS=leak_mb_per_request=5 to every worker (as the seed did), "
+        "then roll back; Falcon's numbers beside the seed's",
+        (
+            Expectation("soft-limit recycle", "workers recycled at the soft limit", 120.0),
+            Expectation("no_oom_kill", "no OOM kill while the leak runs"),
+            Expectation("memory_alert", "a memory alert fires before any OOM kill"),
+            Expectation("users_unaffected", "at most 1% of requests fail while it leaks"),
+            Expectation("incident opened", "an incident is opened (deployments with incidents)"),
+            ROWS,
+        ),
+        needs=("faults",),
+        seconds=120.0,
+        rps=100.0,
+    ),
+    DrillDef(
         "redis-down",
         "Redis stops answering (CLIENT PAUSE) for 5 s",
         STEADY,

@@ -39,6 +39,7 @@ class DrillDef:
     expectations: tuple[Expectation, ...]
     needs: tuple[Need, ...] = ()
     seconds: float = 20.0  # the longest the drill waits for its expectations after injecting
+    rps: float | None = None  # its own paced load (the seed's ~100 RPS), else the CLI's --rps
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class DrillDef:
             "expectations": [asdict(e) for e in self.expectations],
             "needs": list(self.needs),
             "seconds": self.seconds,
+            "rps": self.rps,
         }
 
 

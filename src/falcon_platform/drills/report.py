@@ -39,7 +39,10 @@ def render_markdown(outcome: DrillOutcome, drill: DrillDef | None) -> str:
         f"| request-log rows lost | {'not measured' if o.rows_lost is None else o.rows_lost} |",
     ]
     for key, value in o.measured.items():
-        lines.append(f"| {key} | {value} |")
+        if not key.startswith("side_by_side"):
+            lines.append(f"| {key} | {value} |")
+    if "side_by_side_markdown" in o.measured:
+        lines += ["", "## Beside the seed incident", "", str(o.measured["side_by_side_markdown"])]
     if o.checks:
         lines += ["", "## Expectations", "", "| | expectation | measured |", "|---|---|---|"]
         lines += [f"| {'✅' if c.met else '❌'} | {c.text} | {c.measured} |" for c in o.checks]

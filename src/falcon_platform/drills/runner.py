@@ -39,6 +39,7 @@ TIMELINE_KINDS = frozenset(
 @dataclass(frozen=True, slots=True)
 class DrillOptions:
     rps: float = 20.0
+    rps_default: bool = True  # --rps not given: drills with their own rate (the seed's) use it
     allow_faults: bool = False  # needed under the prod profile for drills that inject faults
     baseline_s: float = 3.0  # paced load before the injection (the hypothesis is checked on it)
     settle_s: float = 3.0  # paced load after the restore (must be failure-free)
@@ -89,7 +90,8 @@ def run_drill(
         out.finished_at = time.time()
         return out
     with ControlClient.from_settings(settings) as client:
-        session = Session(settings, spec, client, name=name, rps=opts.rps,
+        rps = drill.rps if drill.rps is not None and opts.rps_default else opts.rps
+        session = Session(settings, spec, client, name=name, rps=rps,
                           started_at=out.started_at, note=note)  # fmt: skip
         out.target = session.url
         with session:
@@ -159,6 +161,12 @@ def _perform(drill: DrillDef, s: Session, out: DrillOutcome, opts: DrillOptions)
     out.checks.append(j.check_steady(ok, why, "after"))
     answers = s.answers()
     out.requests, out.failed = len(answers), sum(1 for a in answers if not j.ok_status(a[2]))
+    if out.failed:  # 0 = no HTTP answer (time-out, reset)
+        by_status: dict[str, int] = {}
+        for a in answers:
+            if not j.ok_status(a[2]):
+                by_status[str(a[2] or "no answer")] = by_status.get(str(a[2] or "no answer"), 0) + 1
+        out.measured["failed_by_status"] = by_status
     lost, why_unknown = count_rows_lost(s.settings, s.prefix, s.ok_request_ids())
     out.rows_lost = lost
     out.checks.append(j.check_rows(lost, why_unknown))

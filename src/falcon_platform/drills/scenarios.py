@@ -87,7 +87,7 @@ def _cont(pid: int) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-def _with_fault(
+def with_fault(
     s: Session, faults: str, until: Callable[[list[dict[str, Any]]], Mapping[str, Any] | None],
     seconds: float,
 ) -> None:  # fmt: skip
@@ -99,10 +99,21 @@ def _with_fault(
 
     def restore() -> None:
         nonlocal restored
-        if not restored:
-            restored = True
+        if restored:
+            return
+        restored = True
+        for attempt in range(3):
             s.roll_out({"FALCON_FAULTS": original}, allow_faults=bool(original),
                        timeout=ROLLOUT_TIMEOUT_S)  # fmt: skip
+            left = _faulty_workers(s.refresh(), original)
+            if not left:
+                return
+            # Seen with soft-limit recycles: a surge replacement forked just as the rolling
+            # restart began was not in its list and kept serving the faulty release.
+            s.measured["rollback_retries"] = attempt + 1
+            s.note(f"workers still on the faulty release after the rollback: {left}; again",
+                   time.time())  # fmt: skip
+        raise DrillAbortedError(f"workers {left} still run the faulty release after 3 rollbacks")
 
     s.cleanups.append(restore)
     release = s.roll_out({"FALCON_FAULTS": faults}, allow_faults=True, timeout=ROLLOUT_TIMEOUT_S)
@@ -127,10 +138,22 @@ def _with_fault(
     s.note("faulty release rolled back", s.restored_at)
 
 
+def _faulty_workers(status: Mapping[str, Any], original: str) -> list[str]:
+    """Workers whose release runs other faults than ``original`` (pure)."""
+    releases = status["supervisor"].get("releases", {})
+    return [
+        str(w["worker"])
+        for w in status["workers"]
+        if w["state"] in ("starting", "ready")
+        and str((releases.get(w["release"]) or {}).get("env", {}).get("FALCON_FAULTS", ""))
+        != original
+    ]
+
+
 def memory_leak(s: Session, drill: DrillDef) -> Judge:
     if not s.status["supervisor"].get("memory_limit_bytes"):
         raise DrillAbortedError("no memory limit is set (FALCON_MEMORY_LIMIT_MB=0)")
-    _with_fault(
+    with_fault(
         s, "leak_mb_per_request=5",
         lambda evs: j.first_alert(evs, j.MEMORY_ALERTS, after=s.injected_at or s.started_at)
         if j.first_event(evs, "limit_recycle", after=s.injected_at or s.started_at) else None,
@@ -144,7 +167,7 @@ def error_spike(s: Session, drill: DrillDef) -> Judge:
     # The slower of the two alerts: the burn-rate one has no `for` (but may already be firing
     # from an earlier drill), the error-rate one waits error_rate_for (60 s by default).
     bound = a.error_rate_for + 2 * a.evaluation_interval + 20.0
-    _with_fault(
+    with_fault(
         s, "error_ratio=0.3",
         lambda evs: j.first_alert(evs, j.ERROR_ALERTS, after=s.injected_at or s.started_at),
         max(drill.seconds, bound),
@@ -154,12 +177,12 @@ def error_spike(s: Session, drill: DrillDef) -> Judge:
 
 
 def cpu_spike(s: Session, drill: DrillDef) -> Judge:
-    _with_fault(s, "cpu_burn_ms=20", lambda evs: None, drill.seconds)
+    with_fault(s, "cpu_burn_ms=20", lambda evs: None, drill.seconds)
     return lambda obs: j.judge_degraded(obs, min_p50_ms=None, max_failed_ratio=0.01)
 
 
 def slow_model(s: Session, drill: DrillDef) -> Judge:
-    _with_fault(s, "latency_ms=600", lambda evs: None, drill.seconds)
+    with_fault(s, "latency_ms=600", lambda evs: None, drill.seconds)
     return lambda obs: j.judge_degraded(obs, min_p50_ms=600.0, max_failed_ratio=0.01)
 
 
@@ -201,14 +224,22 @@ def connection_flood(s: Session, drill: DrillDef, sockets: int = 2000) -> Judge:
     return lambda obs: j.judge_degraded(obs, min_p50_ms=None, max_failed_ratio=0.01)
 
 
-def _store(name: str) -> Scenario:
-    def run(s: Session, drill: DrillDef) -> Judge:
-        from falcon_platform.drills import stores
+def _lazy(module: str, name: str) -> Scenario:
+    """A scenario imported when it runs (store drivers load only for store drills)."""
 
-        scenario: Scenario = getattr(stores, name)
+    def run(s: Session, drill: DrillDef) -> Judge:
+        import importlib
+
+        scenario: Scenario = getattr(
+            importlib.import_module(f"falcon_platform.drills.{module}"), name
+        )
         return scenario(s, drill)
 
     return run
+
+
+def _store(name: str) -> Scenario:
+    return _lazy("stores", name)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -219,6 +250,7 @@ SCENARIOS: dict[str, Scenario] = {
     "cpu-spike": cpu_spike,
     "slow-model": slow_model,
     "connection-flood": connection_flood,
+    "seed-incident": _lazy("seed_replay", "seed_incident"),
     "redis-down": _store("redis_down"),
     "postgres-down": _store("postgres_down"),
     "postgres-slow": _store("postgres_slow"),
