@@ -116,6 +116,10 @@ def timeline_of(events: Sequence[Mapping[str, Any]]) -> list[Moment]:
 
 
 def _perform(drill: DrillDef, s: Session, out: DrillOutcome, opts: DrillOptions) -> None:
+    if "releases" in drill.needs and "/deploy" not in s.client.routes():
+        out.status = "not_applicable"
+        out.reason = "this deployment has no deploys (POST /deploy, the releases feature)"
+        return
     problem = steady_problem(s.status)
     if problem:
         out.status = "refused"

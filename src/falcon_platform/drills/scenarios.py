@@ -251,6 +251,8 @@ SCENARIOS: dict[str, Scenario] = {
     "slow-model": slow_model,
     "connection-flood": connection_flood,
     "seed-incident": _lazy("seed_replay", "seed_incident"),
+    "bad-deploy": _lazy("deploys", "bad_deploy"),
+    "bad-deploy-forced": _lazy("deploys", "bad_deploy_forced"),
     "redis-down": _store("redis_down"),
     "postgres-down": _store("postgres_down"),
     "postgres-slow": _store("postgres_slow"),

@@ -1,22 +1,32 @@
-"""`seed-incident`: the seed's leaking release replayed on the running deployment (I/O).
+"""`seed-incident`: the seed's story told on the running deployment (I/O), under steady load.
 
-The seed shipped ``DEBUG_MEMORY_GROWTH=true`` (5 MB kept per request) to every worker at once
-under ~100 RPS. The replay does the same through the only path that exists without the
-releases feature: a rolling restart into ``FALCON_FAULTS=leak_mb_per_request=5`` (no gate,
-no canary: the seed's way), at the seed's rate, and measures what Falcon's safety net did:
-soft-limit recycles instead of OOM kills, the alert, requests failed, the incident and its
-postmortem where the deployment has incidents. Its judge also returns the side-by-side table
-(:mod:`falcon_platform.drills.seed`)::
+With deploys (the releases feature), in two acts, as the issue tells it:
 
-    judge = seed_incident(session, drill_named("seed-incident"))
+1. the seed's release (``leak_mb_per_request=5``, as the debug flag did) is deployed normally:
+   the gate refuses it; users affected: 0;
+2. the same release is forced with ``skip_gate``: the canary takes its share, is judged,
+   aborted and rolled back before its first OOM kill; the incident is opened, and its
+   postmortem written.
+
+Without deploys, one act: the release is pushed to every worker as the seed did (a rolling
+restart, no gate, no canary) and the soft-limit recycles must keep users unaffected. Either
+way the judge returns Falcon's numbers beside the seed's (:mod:`falcon_platform.drills.seed`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+from pathlib import Path
 from typing import Any
 
 from falcon_platform.drills import judge as j
+from falcon_platform.drills.deploys import (
+    deploy_and_wait,
+    has_releases,
+    judge_aborted,
+    judge_refused,
+)
 from falcon_platform.drills.model import Check, DrillDef
 from falcon_platform.drills.scenarios import Judge, with_fault
 from falcon_platform.drills.seed import ActNumbers, markdown_table, side_by_side
@@ -24,55 +34,104 @@ from falcon_platform.drills.session import Session
 from falcon_platform.errors import FalconError
 
 SEED_FAULT = "leak_mb_per_request=5"
-ACT = "shipped as the seed was (no gate, no canary)"
+PUSHED = "pushed as the seed was (no gate, no canary)"
+ACT1, ACT2 = "act 1: deployed (gate)", "act 2: forced (--skip-gate)"
 
 
 def seed_incident(s: Session, drill: DrillDef) -> Judge:
     incidents = "/incidents" in s.client.routes()
+    if has_releases(s):
+        return _two_acts(s, drill, incidents)
     with_fault(
         s, SEED_FAULT,
         lambda evs: j.first_alert(evs, j.MEMORY_ALERTS, after=s.injected_at or s.started_at),
         drill.seconds,
     )  # fmt: skip
-    postmortem = _postmortem(s) if incidents else None
+    postmortem = _postmortem(s, s.injected_at or s.started_at) if incidents else None
 
     def judge(obs: j.Observation) -> tuple[list[Check], j.Timings]:
         checks, t = j.judge_memory_leak(obs, recycle_bound_s=drill.seconds)
-        failed, total = j.failed_in(obs.answers, obs.injected_at, obs.restored_at)
-        bad = [a for a in obs.answers if a[0] >= obs.injected_at and not j.ok_status(a[2])]
-        if obs.restored_at is not None:
-            bad = [a for a in bad if a[0] < obs.restored_at]
-        act = ActNumbers(
-            impact_s=(max(a[1] for a in bad) - min(a[0] for a in bad)) if bad else None,
-            failed=failed,
-            total=total,
-            detect_s=t.detection_s,
-            mitigate_s=t.mitigation_s,  # the first soft-limit recycle
-            oom_kills=int(t.measured.get("oom_kills", 0)),
-            manual_steps="none to keep serving; roll back (done by the drill)",
-            postmortem=postmortem,
-        )
-        rows = side_by_side({ACT: act})
-        t.measured["side_by_side"] = rows
-        t.measured["side_by_side_markdown"] = markdown_table(rows)
+        act = _act(obs, obs.injected_at, obs.restored_at, t, "none to keep serving; "
+                   "roll back (done by the drill)", postmortem)  # fmt: skip
+        _table(t, {PUSHED: act})
         if incidents:
-            opened = j.first_event(obs.events, "incident_opened", after=obs.injected_at)
-            checks.append(
-                Check("incident opened", "an incident is opened for the leak", opened is not None,
-                      "never" if opened is None else str(opened["details"].get("incident"))),
-            )  # fmt: skip
+            checks.append(_incident_check(obs, obs.injected_at))
         return checks, t
 
     return judge
 
 
-def _postmortem(s: Session) -> str | None:
-    """The newest incident's postmortem location, where the deployment writes them."""
-    # getattr: ControlClient.incidents comes with the incidents feature (issue 15).
-    list_incidents: Any = getattr(s.client, "incidents", None)
-    if list_incidents is None:
-        return None
-    with contextlib.suppress(FalconError, KeyError, IndexError, TypeError):
-        newest: dict[str, Any] = list_incidents(limit=1)[0]
-        return str(newest.get("postmortem_path") or f"falcon incident postmortem {newest['id']}")
+def _two_acts(s: Session, drill: DrillDef, incidents: bool) -> Judge:
+    one = deploy_and_wait(s, skip_gate=None, what="through the gate")
+    w1 = (s.injected_at or time.time(), s.restored_at or time.time())
+    s.wait_steady(60.0)
+    two = deploy_and_wait(s, skip_gate="drill seed-incident: prove the canary", what="gate skipped")
+    w2 = (s.injected_at or time.time(), s.restored_at or time.time())
+    s.injected_at = w1[0]
+    postmortem = _postmortem(s, w2[0]) if incidents else None
+
+    def judge(obs: j.Observation) -> tuple[list[Check], j.Timings]:
+        o1 = j.Observation(w1[0], obs.events, obs.answers, w1[1])
+        o2 = j.Observation(w2[0], obs.events, obs.answers, w2[1])
+        c1, t1 = judge_refused(o1, one)
+        c2, t2 = judge_aborted(o2, two, incidents=incidents)
+        acts = {
+            ACT1: _act(o1, w1[0], w1[1], t1, "none", None),
+            ACT2: _act(o2, w2[0], w2[1], t2, "none", postmortem),
+        }
+        t = j.Timings(t2.detection_s, t2.mitigation_s, {"act1": t1.measured, "act2": t2.measured})
+        _table(t, acts)
+        checks = [Check(f"act1 {c.key}", f"act 1: {c.text}", c.met, c.measured) for c in c1]
+        checks += [Check(f"act2 {c.key}", f"act 2: {c.text}", c.met, c.measured) for c in c2]
+        return checks, t
+
+    return judge
+
+
+def _act(obs: j.Observation, start: float, end: float | None, t: j.Timings, manual: str,
+         postmortem: str | None) -> ActNumbers:  # fmt: skip
+    failed, total = j.failed_in(obs.answers, start, end)
+    bad = [a for a in obs.answers
+           if a[0] >= start and (end is None or a[0] < end) and not j.ok_status(a[2])]  # fmt: skip
+    ooms = j.oom_kills(obs.events, after=start, until=end)
+    return ActNumbers(
+        impact_s=(max(a[1] for a in bad) - min(a[0] for a in bad)) if bad else None,
+        failed=failed, total=total, detect_s=t.detection_s, mitigate_s=t.mitigation_s,
+        oom_kills=len(ooms), manual_steps=manual, postmortem=postmortem,
+    )  # fmt: skip
+
+
+def _table(t: j.Timings, acts: dict[str, ActNumbers]) -> None:
+    rows = side_by_side(acts)
+    t.measured["side_by_side"] = rows
+    t.measured["side_by_side_markdown"] = markdown_table(rows)
+
+
+def _incident_check(obs: j.Observation, after: float) -> Check:
+    opened = j.first_event(obs.events, "incident_opened", after=after)
+    return Check("incident opened", "an incident is opened for the leak", opened is not None,
+                 "never" if opened is None else str(opened["details"].get("incident")))  # fmt: skip
+
+
+def _postmortem(s: Session, since: float) -> str | None:
+    """Write the postmortem of the incident the drill caused (the newest opened since
+    ``since``) under ``<FALCON_HOME>/data/drills/postmortems``; its Markdown path."""
+    from falcon_platform.incidents.postmortem import write_postmortem
+
+    deadline = time.monotonic() + 30  # the watcher opens incidents from the journal
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FalconError, KeyError, TypeError):
+            found: list[dict[str, Any]] = [
+                i
+                for i in s.client.incidents(limit=20)
+                if float(i.get("detected_at") or 0) >= since - 1
+            ]
+            if found:
+                newest = found[0]
+                bundle = s.client.incident(str(newest["id"]), part="/bundle")
+                written = write_postmortem(bundle, s.settings.data_dir / "drills" / "postmortems")
+                md = [str(p) for p in written if Path(p).suffix == ".md"]
+                s.note(f"postmortem of {newest['id']} written", time.time())
+                return md[0] if md else str(written[0])
+        time.sleep(1.0)
     return None
