@@ -99,7 +99,7 @@ def judge_aborted(
               f"{failed} failed of {total}"),
     ]  # fmt: skip
     if incidents:
-        opened = j.first_event(obs.events, "incident_opened", after=obs.injected_at)
+        opened = j.first_incident(obs.events, after=obs.injected_at)
         checks.append(Check("incident opened", "an incident is opened", opened is not None,
                             "never" if opened is None else str(opened["details"].get("incident"))))  # fmt: skip
         if opened is not None:

@@ -22,6 +22,9 @@ Answer = tuple[float, float, int]  # (sent wall, answered wall, HTTP status or 0
 # Exits the supervisor asked for: not a worker being killed.
 PLANNED_EXIT_REASONS = frozenset({"Stopped", "Recycled"})
 ERROR_ALERTS = ("FalconErrorBudgetBurn", "FalconHighErrorRate")
+# An incident the drill caused: a new one, or one still open (or recently closed) that the
+# drill's signal joined or reopened (the watcher dedupes by trigger).
+INCIDENT_KINDS = ("incident_opened", "incident_joined", "incident_reopened")
 MEMORY_ALERTS = ("FalconWorkerMemoryGrowth", "FalconWorkerRecycling", "FalconWorkerMemoryHigh")
 
 
@@ -53,6 +56,11 @@ def first_event(
 ) -> Event | None:
     """The earliest event of ``kind`` at or after ``after`` matching ``where``."""
     found = [e for e in events if e["kind"] == kind and e["ts"] >= after and where(e)]
+    return min(found, key=lambda e: float(e["ts"])) if found else None
+
+
+def first_incident(events: Iterable[Event], *, after: float) -> Event | None:
+    found = [e for e in events if e["kind"] in INCIDENT_KINDS and e["ts"] >= after]
     return min(found, key=lambda e: float(e["ts"])) if found else None
 
 
@@ -200,7 +208,7 @@ def judge_error_spike(
         t.mitigation_s = obs.restored_at - obs.injected_at
     checks = [took, fired]
     if incidents:
-        opened = first_event(obs.events, "incident_opened", after=obs.injected_at)
+        opened = first_incident(obs.events, after=obs.injected_at)
         check, _ = _within("incident opened", opened, obs.injected_at, alert_bound_s + 10)
         checks.append(check)
         if opened is not None:

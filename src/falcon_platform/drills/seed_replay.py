@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
 
 from falcon_platform.drills import judge as j
 from falcon_platform.drills.deploys import (
@@ -108,7 +107,7 @@ def _table(t: j.Timings, acts: dict[str, ActNumbers]) -> None:
 
 
 def _incident_check(obs: j.Observation, after: float) -> Check:
-    opened = j.first_event(obs.events, "incident_opened", after=after)
+    opened = j.first_incident(obs.events, after=after)
     return Check("incident opened", "an incident is opened for the leak", opened is not None,
                  "never" if opened is None else str(opened["details"].get("incident")))  # fmt: skip
 
@@ -120,18 +119,14 @@ def _postmortem(s: Session, since: float) -> str | None:
 
     deadline = time.monotonic() + 30  # the watcher opens incidents from the journal
     while time.monotonic() < deadline:
-        with contextlib.suppress(FalconError, KeyError, TypeError):
-            found: list[dict[str, Any]] = [
-                i
-                for i in s.client.incidents(limit=20)
-                if float(i.get("detected_at") or 0) >= since - 1
-            ]
-            if found:
-                newest = found[0]
-                bundle = s.client.incident(str(newest["id"]), part="/bundle")
+        with contextlib.suppress(FalconError, KeyError, TypeError, IndexError, OSError):
+            hit = j.first_incident(s.events(j.INCIDENT_KINDS), after=since)
+            if hit is not None:
+                incident = str(hit["details"]["incident"])
+                bundle = s.client.incident(incident, part="/bundle")
                 written = write_postmortem(bundle, s.settings.data_dir / "drills" / "postmortems")
                 md = [str(p) for p in written if Path(p).suffix == ".md"]
-                s.note(f"postmortem of {newest['id']} written", time.time())
+                s.note(f"postmortem of {incident} written", time.time())
                 return md[0] if md else str(written[0])
         time.sleep(1.0)
     return None
