@@ -98,6 +98,13 @@ def test_memory_leak_alert_must_come_before_the_first_oom_kill() -> None:
         "users_unaffected": True,  # no request failed
     }
     assert t.mitigation_s == pytest.approx(5.0)
+    during_rollback = answers((1.0, 1.1, 200), (15.0, 15.1, 503))
+    checks, t = j.judge_memory_leak(
+        j.Observation(T0, events, during_rollback, T0 + 20, rollback_at=T0 + 12),
+        recycle_bound_s=10,
+    )
+    assert by_key(checks)["users_unaffected"] is True  # the rollback's failure is reported
+    assert t.measured["failed_during_rollback"] == "1 of 1"
     many_failed = answers((1.0, 1.1, 503), (2.0, 2.1, 200))
     checks, _ = j.judge_memory_leak(
         j.Observation(T0, events, many_failed, T0 + 20), recycle_bound_s=10

@@ -34,6 +34,7 @@ class Observation:
     events: Sequence[Event]
     answers: Sequence[Answer]
     restored_at: float | None = None
+    rollback_at: float | None = None  # the drill began undoing the injection (a rollback)
 
 
 @dataclass(slots=True)
@@ -242,15 +243,20 @@ def judge_memory_leak(obs: Observation, *, recycle_bound_s: float) -> tuple[list
     )  # fmt: skip
     if alert is not None:
         t.detection_s = float(alert["ts"]) - obs.injected_at
-    failed, total = failed_in(obs.answers, obs.injected_at, obs.restored_at)
+    # Until the drill's own rollback: its interplay with recycles is reported, not judged here.
+    leak_end = obs.rollback_at or obs.restored_at
+    failed, total = failed_in(obs.answers, obs.injected_at, leak_end)
     hidden = Check(
         "users_unaffected", "at most 1% of requests failed while the leak ran (recycles hide it)",
         failed <= 0.01 * total, f"{failed} failed of {total}",
     )  # fmt: skip
+    if obs.rollback_at is not None:
+        t_failed, t_total = failed_in(obs.answers, obs.rollback_at, obs.restored_at)
+        t.measured["failed_during_rollback"] = f"{t_failed} of {t_total}"
     recycles = [
         e for e in obs.events if e["kind"] == "limit_recycle" and e["ts"] >= obs.injected_at
     ]
-    t.measured = {"recycles": len(recycles), "oom_kills": len(ooms)}
+    t.measured.update({"recycles": len(recycles), "oom_kills": len(ooms)})
     return [recycled, no_oom, alerted, hidden], t
 
 

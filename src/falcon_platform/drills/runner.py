@@ -157,7 +157,7 @@ def _perform(drill: DrillDef, s: Session, out: DrillOutcome, opts: DrillOptions)
     events = s.events()
     out.timeline += timeline_of(events)
     if judge is not None and s.injected_at is not None:
-        obs = j.Observation(s.injected_at, events, s.answers(), s.restored_at)
+        obs = j.Observation(s.injected_at, events, s.answers(), s.restored_at, s.rollback_at)
         checks, timings = judge(obs)
         out.checks += checks
         out.detection_s, out.mitigation_s = timings.detection_s, timings.mitigation_s

@@ -132,7 +132,8 @@ def with_fault(
                float(hit["ts"]))  # fmt: skip
     else:
         time.sleep(0)  # waited the whole window
-    s.note("rolling back the faulty release", time.time())
+    s.rollback_at = time.time()
+    s.note("rolling back the faulty release", s.rollback_at)
     restore()
     s.restored_at = time.time()
     s.note("faulty release rolled back", s.restored_at)

@@ -54,6 +54,7 @@ class Session:
         self.prefix = f"drill-{name}-{uuid.uuid4().hex[:8]}-"
         self.injected_at: float | None = None
         self.restored_at: float | None = None
+        self.rollback_at: float | None = None
         self.measured: dict[str, Any] = {}
         self._raw: list[tuple[int, float, float, int]] = []  # (index, sched, latency, status)
         self._load: BackgroundLoad | None = None
