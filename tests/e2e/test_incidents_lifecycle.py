@@ -1,5 +1,6 @@
 """Incidents open and mitigate themselves (issue 15), with real processes: a real `falcon up`
-under load, every worker SIGKILLed, the supervisor answering 503 until the back-off ends.
+under load (200 ms per request), every worker SIGKILLed with requests in flight, the supervisor
+answering 503 until the back-off ends.
 
 Nobody calls the incident API until the incident exists: the supervisor's watcher opens it
 from the journal (no worker ready, then the error-rate alert joins it), and mitigates it when
@@ -75,7 +76,15 @@ def _wait(sup: RunningSupervisor, what: str, check: Any, timeout: float) -> dict
 
 
 def test_outage_opens_an_incident_that_mitigates_itself(tmp_path: Path, model_dir: Path) -> None:
-    sup = start_supervisor(tmp_path, workers=2, spec_yaml=SPEC, model_dir=model_dir)
+    # 200 ms per request: ~4 requests in flight in each worker when it is killed; they get no
+    # answer and no request-log row, and the postmortem must still count them.
+    sup = start_supervisor(
+        tmp_path,
+        workers=2,
+        spec_yaml=SPEC,
+        model_dir=model_dir,
+        env={"FALCON_FAULTS": "latency_ms=200"},
+    )
     try:
         assert _incidents(sup) == []  # a start-up (no worker ready yet) is not an incident
         with LoadGenerator(sup.url, rps=40, timeout=5.0) as load:
@@ -138,6 +147,14 @@ def test_outage_opens_an_incident_that_mitigates_itself(tmp_path: Path, model_di
         print(f"impact: {im['failed']} failed ({im['answered_5xx']} 5xx + {im['unanswered']} "
               f"± {im['unanswered_bound']} unanswered); load generator: {result.failed} failed")  # fmt: skip
         assert abs(im["failed"] - result.failed) <= 0.1 * result.failed, result.describe()
+        # The never-answered requests: estimated from the in-flight gauge, within its bound of
+        # the load generator's count of requests that got no answer.
+        no_answer = sum(result.errors.values())
+        assert no_answer > 0, result.describe()
+        assert abs(im["unanswered"] - no_answer) <= max(2, im["unanswered_bound"]), (
+            im,
+            result.describe(),
+        )
         text = (out / f"{mitigated['id']}.md").read_text()
         assert "## Incident Details" in text
         assert f"| **Requests Affected** | {im['failed']} failed" in text

@@ -90,15 +90,18 @@ def test_percentile_and_buckets_and_unanswered() -> None:
     s = bucket_series(rows, 10.0, 12.0, 1.0)
     assert s["rps"] == [10.0, 10.0]
     assert s["error_ratio"] == [0.5, 0.0]
+    # w1: 20 answered in the 5 s before its death at t=100, 500 ms each: Little's law
+    # 4/s x 0.5 s = 2 in flight; its gauge said 4 at 99.5: bound |2 - 4| = 2.
+    # w2: no rows, no gauge: 0, bound 1.
+    before = [RequestRow(95.0 + i * 0.25, "w1", "r1", 200, 500.0, None) for i in range(20)]
     found = estimate_unanswered(
         [("w1", "r1", 100.0), ("w2", None, 100.0)],
         {"w1": [(98.0, 1.0), (99.5, 4.0), (100.5, 0.0)]},
-        scrape_interval_s=1.0,
-        worker_rps={"w1": 2.5},
+        before,
     )
     assert [(u.worker, u.in_flight, u.scraped_at, u.bound) for u in found] == [
-        ("w1", 4, 99.5, 3),
-        ("w2", 0, None, 0),
+        ("w1", 2, 99.5, 2),
+        ("w2", 0, None, 1),
     ]
 
 
@@ -254,8 +257,14 @@ def _bundle() -> dict:  # type: ignore[type-arg]
 def test_bundle_and_golden_postmortem(tmp_path: Path) -> None:
     bundle = _bundle()
     im = bundle["impact"]
-    # Deaths: w1 OOM at T0 with 2 in flight at its last scrape.
-    assert (im["unanswered"], im["answered_5xx"], im["failed"]) == (2, 80, 82)
+    # Death: w1 OOM at T0. Little's law: 1 request (10 ms) in the 5 s before: 0 in flight;
+    # its gauge said 2: bound 2.
+    assert (im["unanswered"], im["unanswered_bound"], im["answered_5xx"], im["failed"]) == (
+        0,
+        2,
+        80,
+        80,
+    )
     assert bundle["window"] == {
         "start": T0,
         "end": T0 + 100,
@@ -271,7 +280,7 @@ def test_bundle_and_golden_postmortem(tmp_path: Path) -> None:
     }
     assert [a["category"] for a in suggest_actions(bundle)] == ["Prevent", "Detect"]
     text = render_markdown(bundle)
-    assert "| **Requests Affected** | 82 failed of 202" in text
+    assert "| **Requests Affected** | 80 failed of 200 (80 answered 5xx, 0 ± 2 never" in text
     assert "leak \\| 5 MB/request" in text  # a pipe cannot break the table
     assert "INC-OTHER" not in text
     assert "| AI-7 | Remove the debug flag | @eng | 2026-02-15 | DONE |" in text
@@ -288,5 +297,5 @@ def test_bundle_and_golden_postmortem(tmp_path: Path) -> None:
     assert (tmp_path / "INC-2026-02-12-001.md").read_text() == text
     page = (tmp_path / "INC-2026-02-12-001.html").read_text()
     assert page.count('src="data:image/png;base64,') == 4  # self-contained
-    assert "<td>82 failed of 202" in page
+    assert "<td>80 failed of 200" in page
     assert "<script" not in page

@@ -228,3 +228,25 @@ def test_gauges_count_open_incidents_and_overdue_action_items(engine: Engine) ->
     assert 'falcon_incidents_open{severity="P1"} 2.0' in text
     assert 'falcon_incidents_open{severity="P0"} 0.0' in text
     assert "falcon_action_items_overdue 1.0" in text
+
+
+def test_a_new_supervisor_forgets_the_triggers_of_the_last_one(engine: Engine) -> None:
+    """A crash loop left active by a supervisor that died would never clear: the next one
+    clears it at start (mitigating), and the fault firing again reopens the incident."""
+    journal, service, watcher, clock = _setup(engine)
+    journal.record("crash_loop_entered", release="r2", ts=T0)
+    watcher.tick(T0 + 1)
+    (inc,) = service.store.find()
+    manual = service.open_manual("by hand", by="bob")
+    clock.now = T0 + 100
+    service.forget_triggers(T0 + 100, why="the supervisor (re)started")
+    assert service.store.get(inc.id).status is Status.MITIGATED
+    assert service.store.get(inc.id).mitigated_at == T0 + 100
+    assert service.store.get(manual.id).status is Status.OPEN  # a human's stays open
+    service.act(manual.id, Action.RESOLVE, by="bob")
+    _, _, fresh, _ = _setup(engine)
+    fresh.cursor = T0 + 150
+    journal.record("crash_loop_entered", release="r2", ts=T0 + 200)
+    fresh.tick(T0 + 201)
+    back = service.store.get(inc.id)
+    assert (back.status, back.reopened) == (Status.OPEN, 1)

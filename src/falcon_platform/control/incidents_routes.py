@@ -318,6 +318,10 @@ def incidents_plugin(
     async def watch() -> None:
         nonlocal ticks, quiet_until
         try:
+            if ticks == 0:
+                await asyncio.to_thread(
+                    service.forget_triggers, time.time(), why="the supervisor (re)started"
+                )
             await asyncio.to_thread(watcher.tick, time.time())
             if ticks % 15 == 0:  # the gauges: cheap queries, but not every second
                 await asyncio.to_thread(service.refresh_metrics)

@@ -223,20 +223,12 @@ def assemble(
     start, end = inc.started_at, inc.end(now)
     base_len = max(300.0, end - start)
     baseline = [r for r in rows if start - base_len <= r.ts < start]
-    inside = [r for r in rows if start <= r.ts <= end]
     deaths = [
         (e.worker or "?", e.release, e.ts)
         for e in events
         if is_abnormal_exit(e) and start <= e.ts <= end and not e.details.get("during_boot")
     ]
-    per_worker_rps: dict[str, float] = {}
-    for r in inside:
-        per_worker_rps[r.worker] = per_worker_rps.get(r.worker, 0.0) + 1
-    duration = max(1.0, end - start)
-    per_worker_rps = {w: n / duration for w, n in per_worker_rps.items()}
-    unanswered = estimate_unanswered(
-        deaths, inflight, scrape_interval_s=scrape_interval_s, worker_rps=per_worker_rps
-    )
+    unanswered = estimate_unanswered(deaths, inflight, rows)
     impact = compute_impact(
         rows,
         window=(start, end),
@@ -284,9 +276,10 @@ def assemble(
         "method": {
             "failed": "answered 5xx (request log) + unanswered (in flight in a killed worker)",
             "unanswered": (
-                "each abnormal worker death: the worker's in-flight gauge at the supervisor's "
-                f"last scrape before it (every {scrape_interval_s:g} s); error bound: the "
-                "requests that worker receives in one scrape interval"
+                "each abnormal worker death: Little's law over the 5 s before it (the worker's "
+                "arrival rate x mean latency, from the request log); error bound: its "
+                "disagreement with the worker's in-flight gauge at the supervisor's last "
+                f"scrape (every {scrape_interval_s:g} s), at least 1"
             ),
             "baseline": f"the {base_len:.0f} s before the start",
             "budget": "failed / ((1 - availability target) x requests in the SLO window)",

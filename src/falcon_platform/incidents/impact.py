@@ -104,30 +104,38 @@ def is_failure(status: int) -> bool:
     return status >= 500
 
 
+LITTLE_WINDOW_S = 5.0
+
+
 def estimate_unanswered(
     deaths: Sequence[tuple[str, str | None, float]],
     inflight: dict[str, list[tuple[float, float]]],
+    rows: Sequence[RequestRow],
     *,
-    scrape_interval_s: float,
-    worker_rps: dict[str, float],
+    window_s: float = LITTLE_WINDOW_S,
 ) -> list[Unanswered]:
-    """For each abnormal death (worker, release, ts): the worker's last in-flight sample at or
-    before the death. Error bound: the requests that arrive at that worker within one scrape
-    interval (its rate in the window), rounded up."""
+    """Requests in flight in each worker at its abnormal death (worker, release, ts).
+
+    Two independent measures: Little's law over the ``window_s`` before the death (that
+    worker's arrival rate in the request log x its mean latency), and the worker's in-flight
+    gauge at the supervisor's last scrape before it. The estimate is Little's (the gauge
+    is up to a scrape interval old); the error bound is their disagreement, at least 1.
+    Without request-log rows the gauge alone is used, bound 1."""
     found: list[Unanswered] = []
     for worker, release, died_at in deaths:
         samples = [(t, v) for t, v in inflight.get(worker, []) if t <= died_at]
         last = max(samples, default=None)
-        bound = math.ceil(worker_rps.get(worker, 0.0) * scrape_interval_s)
+        gauge = last[1] if last else 0.0
+        recent = [r for r in rows if r.worker == worker and died_at - window_s <= r.ts < died_at]
+        if recent:
+            rate = len(recent) / window_s
+            mean_s = sum(r.latency_ms for r in recent) / len(recent) / 1000
+            little = rate * mean_s
+            estimate, bound = round(little), max(1, math.ceil(abs(little - gauge)))
+        else:
+            estimate, bound = round(gauge), 1
         found.append(
-            Unanswered(
-                worker,
-                release,
-                died_at,
-                round(last[1]) if last else 0,
-                last[0] if last else None,
-                bound,
-            )
+            Unanswered(worker, release, died_at, estimate, last[0] if last else None, bound)
         )
     return found
 

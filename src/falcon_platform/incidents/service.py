@@ -178,6 +178,35 @@ class IncidentService:
         return final
 
     @_locked
+    def forget_triggers(self, now: float, *, why: str) -> list[Incident]:
+        """A new supervisor starts with fresh alert, crash-loop and readiness state: the
+        triggers an earlier one left active would never be cleared by it. Clear them (and
+        mitigate what that leaves without a trigger); a fault that persists fires again and
+        reopens the incident within ``reopen_window``."""
+        changed: list[Incident] = []
+        for inc in self.unresolved():
+            stale = [t.key for t in inc.active_triggers if t.kind != "manual"]
+            if not stale:
+                continue
+            updated = inc
+            for key in stale:
+                updated = rules.clear(updated, key, now)
+            final = rules.auto_mitigate(updated, now) or updated
+            self.store.save(final)
+            if final.status is not inc.status:
+                self._record(
+                    EventKind.INCIDENT_MITIGATED,
+                    final,
+                    now,
+                    by=final.mitigated_by,
+                    automatic=True,
+                    cleared=stale,
+                    why=why,
+                )
+            changed.append(final)
+        return changed
+
+    @_locked
     def open_manual(
         self,
         title: str,
