@@ -190,6 +190,11 @@ async def test_events_are_filtered_and_paged_newest_first() -> None:
         second = (
             await client.get("/console/events", params={"kind": "worker_ready", "page": 2})
         ).text
+    for bad in ("abc", "-3", "99999999999999999999"):
+        async with _client(_app([])) as client:
+            odd = await client.get("/console/events", params={"page": bad})
+        assert odd.status_code == 200, bad  # a bad page number is page 1 (or the last allowed)
+        assert "could not be read" not in odd.text, bad
     ids = [int(n) for n in re.findall(r"n=(\d+)", first)]
     assert ids[:3] == [119, 117, 115]
     assert len(ids) == 50

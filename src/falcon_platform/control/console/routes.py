@@ -249,16 +249,16 @@ def create_console_router(
         kind: str = "",
         worker: str = "",
         release: str = "",
-        page: int = 1,
+        page: str = "1",
     ) -> Response:
         if (refused := viewer_refused(request)) is not None:
             return refused
-        page = max(1, min(page, 2000))
-        params: dict[str, Any] = {"limit": views.EventsPage.limit_for(page)}
+        number = max(1, min(int(page), 1999)) if page.strip().isdigit() else 1  # API: limit <= 100k
+        params: dict[str, Any] = {"limit": views.EventsPage.limit_for(number)}
         filters = {"kind": kind.strip(), "worker": worker.strip(), "release": release.strip()}
         params.update({k: v for k, v in filters.items() if v})
         answer = await api(request).get("/events", params)
-        found = views.events_page(answer.body.get("events", []) if answer.ok else [], page)
+        found = views.events_page(answer.body.get("events", []) if answer.ok else [], number)
         known = {str(k) for k in EventKind} | {str(e.get("kind")) for e in found.events}
         query = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
         return render(
