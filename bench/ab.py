@@ -8,7 +8,9 @@
 
 Each variant is ``name:VAR=value,VAR=value`` (``name:`` for no change). Two builds: point one
 variant's ``PYTHONPATH`` at another checkout's ``src`` (``git archive <commit> src | tar -x``);
-``--server worker`` runs ``python -m falcon_platform.worker`` instead of the uvicorn CLI. Every round starts each
+``--server worker`` runs ``python -m falcon_platform.worker`` instead of the uvicorn CLI;
+``--stores redis`` (or ``redis+postgres``) starts a private redis-server and PostgreSQL on core 1
+and points every variant at them, and adds Redis commands and round trips per request. Every round starts each
 variant's server afresh (same pinning and load as ``bench/run.py``: server on core 0, wrk on
 core 1, 64 connections, /infer) and measures it once; alternating rounds cancel the machine's
 drift. Prints every run, then the medians per variant.
@@ -17,6 +19,7 @@ drift. Prints every run, then the medians per variant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -25,7 +28,15 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from run import UVICORN, free_port, measure, metric_total, start, stop  # the sibling script
+from run import (  # the sibling script
+    UVICORN,
+    free_port,
+    measure,
+    metric_total,
+    private_stores,
+    start,
+    stop,
+)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -51,6 +62,12 @@ def main() -> None:
         help="uvicorn CLI with the ASGI factory, or `python -m falcon_platform.worker` (as "
         "deployed: Falcon's connection layer included)",
     )
+    parser.add_argument(
+        "--stores",
+        choices=["embedded", "redis", "redis+postgres"],
+        default="embedded",
+        help="point every variant at a private redis-server (and PostgreSQL)",
+    )
     args = parser.parse_args()
 
     from falcon_platform.config.settings import Settings
@@ -59,6 +76,24 @@ def main() -> None:
     variants = dict(parse_variant(v) for v in args.variants)
     home = Path(tempfile.mkdtemp(prefix="falcon-ab-"))
     model = Path(os.environ.get("FALCON_MODEL_PATH") or ensure_model(Settings(home=home)))
+    with contextlib.ExitStack() as stack:
+        stores: dict[str, str] = {}
+        if args.stores != "embedded":
+            redis_url, pg_url = stack.enter_context(private_stores(home / "stores"))
+            stores["FALCON_REDIS_URL"] = redis_url
+            if args.stores == "redis+postgres":
+                stores["FALCON_DATABASE_URL"] = pg_url
+        runs = run_rounds(args, variants, home, model, stores)
+    report(args, runs)
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    variants: dict[str, dict[str, str]],
+    home: Path,
+    model: Path,
+    stores: dict[str, str],
+) -> dict[str, list[dict[str, float]]]:
     factory = "falcon_platform.serving.asgi:create_app_from_env"
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
@@ -66,7 +101,7 @@ def main() -> None:
             run_home = home / f"{name}-{round_}"
             run_home.mkdir()
             env = {**os.environ, "FALCON_HOME": str(run_home), "FALCON_MODEL_PATH": str(model),
-                   **extra}  # fmt: skip
+                   **stores, **extra}  # fmt: skip
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             cmd = [*UVICORN, "--port", str(port), "--factory", factory]
@@ -76,7 +111,7 @@ def main() -> None:
             proc = start(cmd, env, run_home / "falcon.log", f"{base}/readyz")
             try:
                 [r] = measure(name, proc.pid, f"{base}/infer", [("infer", args.mode)], args,
-                              f"{base}/metrics")  # fmt: skip
+                              f"{base}/metrics", redis_url=env.get("FALCON_REDIS_URL"))  # fmt: skip
                 metrics = httpx.get(f"{base}/metrics", timeout=5).text
                 lost = metric_total(metrics, "falcon_request_log_rows_lost_total")
             finally:
@@ -84,7 +119,14 @@ def main() -> None:
             runs[name].append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
                                "cpu_us": r.cpu_us_per_request, "non_2xx": r.non_2xx,
                                "rows_lost": lost, "mean_batch": r.mean_batch or 0.0,
-                               "peak_rss_mb": r.peak_rss_mb, "peak_pss_mb": r.peak_pss_mb})  # fmt: skip
+                               "peak_rss_mb": r.peak_rss_mb, "peak_pss_mb": r.peak_pss_mb,
+                               "redis_cmd_per_req": r.redis_commands_per_request or 0.0,
+                               "redis_trips_per_req": r.redis_round_trips_per_request or 0.0,
+                               "load_avg_1m": os.getloadavg()[0]})  # fmt: skip
+    return runs
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]]) -> None:
     summary = {
         name: {key: statistics.median(run[key] for run in rows) for key in rows[0]}
         for name, rows in runs.items()
@@ -98,7 +140,8 @@ def main() -> None:
         print(f"{name:<12} {m['rps']:>8.0f} req/s  p99 {m['p99_ms']:5.1f} ms ({p99s})  "
               f"CPU {m['cpu_us']:.0f} us/req  batch {m['mean_batch']:.1f}  peak RSS/PSS "
               f"{m['peak_rss_mb']:.0f}/{m['peak_pss_mb']:.0f} MB  non-2xx {m['non_2xx']:.0f}  "
-              f"rows lost {m['rows_lost']:.0f}")  # fmt: skip
+              f"rows lost {m['rows_lost']:.0f}  redis cmd/req {m['redis_cmd_per_req']:.3f}  "
+              f"trips/req {m['redis_trips_per_req']:.3f}  load {m['load_avg_1m']:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

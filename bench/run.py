@@ -76,6 +76,10 @@ class Result:
     mean_batch: float | None = None  # texts per predict_proba call during the measured run
     ratio_to_ceiling: float = 0.0
     cpu_ratio_to_ceiling: float = 0.0  # ceiling's CPU per request / this one's: robust to noise
+    # With Redis: commands Redis served per request (its INFO commandstats), and round trips
+    # per request (Falcon's falcon_redis_round_trips_total; None for a build without it).
+    redis_commands_per_request: float | None = None
+    redis_round_trips_per_request: float | None = None
 
 
 def free_port() -> int:
@@ -145,7 +149,27 @@ def counters(metrics_url: str | None) -> dict[str, float]:
     text = httpx.get(metrics_url, timeout=5).text
     names = ("falcon_cache_hits_total", "falcon_cache_misses_total",
              "falcon_batch_size_sum", "falcon_batch_size_count")  # fmt: skip
-    return {name: metric_total(text, name) for name in names}
+    found = {name: metric_total(text, name) for name in names}
+    if "falcon_redis_round_trips_total" in text:
+        found["falcon_redis_round_trips_total"] = metric_total(
+            text, "falcon_redis_round_trips_total"
+        )
+    return found
+
+
+REDIS_DATA_COMMANDS = ("get", "mget", "set")  # what Falcon's cache and idempotency send
+
+
+def redis_commands(redis_url: str | None) -> float:
+    """Cache/idempotency commands Redis has served so far (INFO commandstats; 0 without a URL)."""
+    if redis_url is None:
+        return 0.0
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        stats: dict[str, dict[str, Any]] = client.info("commandstats")
+    return float(sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+                     for name in REDIS_DATA_COMMANDS))  # fmt: skip
 
 
 def measure(
@@ -156,12 +180,13 @@ def measure(
     args: argparse.Namespace,
     metrics_url: str | None = None,
     keys: bool = False,
+    redis_url: str | None = None,
 ) -> list[Result]:
     rest_rss, rest_pss = rss_bytes(pid), pss_bytes(pid)
     results = []
     for kind, mode in scenarios:
         wrk(url, kind, mode, args.warmup, args.connections, keys)
-        before, cpu0 = counters(metrics_url), cpu_seconds(pid)
+        before, cpu0, cmds0 = counters(metrics_url), cpu_seconds(pid), redis_commands(redis_url)
         profile = None
         if getattr(args, "profile", None) is not None and metrics_url is not None:
             slug = re.sub(r"[^a-z0-9]+", "-", f"{name} {mode}".lower()).strip("-")
@@ -170,6 +195,9 @@ def measure(
             data = wrk(url, kind, mode, args.duration, args.connections, keys)
         cpu_s = cpu_seconds(pid) - cpu0
         after = counters(metrics_url)
+        commands = redis_commands(redis_url) - cmds0
+        requests = max(data["requests"], 1)
+        trips = after.get("falcon_redis_round_trips_total")
         delta = {k: after[k] - before[k] for k in after}
         lookups = delta.get("falcon_cache_hits_total", 0) + delta.get(
             "falcon_cache_misses_total", 0
@@ -181,7 +209,11 @@ def measure(
                    rest_pss / MB, memory.peak_pss[pid] / MB,
                    cpu_s * 1e6 / max(data["requests"], 1),
                    delta["falcon_cache_hits_total"] / lookups if metrics_url and lookups else None,
-                   delta["falcon_batch_size_sum"] / calls if calls else None)
+                   delta["falcon_batch_size_sum"] / calls if calls else None,
+                   redis_commands_per_request=commands / requests if redis_url else None,
+                   redis_round_trips_per_request=(
+                       (trips - before["falcon_redis_round_trips_total"]) / requests
+                       if redis_url and trips is not None else None))
         )  # fmt: skip
         print(f"  {name:<22} {mode:<9} {data['rps']:>9.0f} req/s  p99 {data['p99_ms']:.1f} ms",
               file=sys.stderr)  # fmt: skip
@@ -200,6 +232,7 @@ def measure_falcon(
     args: argparse.Namespace,
     keys: bool = False,
 ) -> tuple[list[Result], str]:
+    redis_url = env.get("FALCON_REDIS_URL")
     """Start Falcon (uvicorn + the app factory, as the earlier runs), measure each
     (path, wrk kind, mode), return the results and its final /metrics text."""
     port = free_port()
@@ -212,7 +245,7 @@ def measure_falcon(
         for path, kind, mode in scenarios:
             target = name if kind == "infer" else name.replace("/infer", "/v2 infer")
             results += measure(target, proc.pid, f"{base}{path}", [(kind, mode)], args,
-                               f"{base}/metrics", keys)  # fmt: skip
+                               f"{base}/metrics", keys, redis_url)  # fmt: skip
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
     finally:
         stop(proc)
@@ -409,18 +442,23 @@ def print_table(results: list[Result], args: argparse.Namespace, lost: list[str]
           "wrk on core 1\n")  # fmt: skip
     print(f"{'target':<26} {'texts':<9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} "
           f"{'cpu us':>7} {'cpu ratio':>9} {'RSS rest/peak MB':>17} {'PSS rest/peak MB':>17} "
-          f"{'non-2xx':>7} {'hits':>5} {'batch':>6}")  # fmt: skip
+          f"{'non-2xx':>7} {'hits':>5} {'batch':>6} {'redis cmd/req':>13} {'trips/req':>9}")  # fmt: skip
     for r in results:
         hits = "" if r.cache_hit_ratio is None else f"{r.cache_hit_ratio:.0%}"
         batch = "" if r.mean_batch is None else f"{r.mean_batch:.1f}"
+        cmds = "" if r.redis_commands_per_request is None else f"{r.redis_commands_per_request:.3f}"
+        trips = ("" if r.redis_round_trips_per_request is None
+                 else f"{r.redis_round_trips_per_request:.3f}")  # fmt: skip
         print(f"{r.target:<26} {r.scenario:<9} {r.rps:>9.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
               f"{r.ratio_to_ceiling:>6.1%} {r.cpu_us_per_request:>7.1f} "
               f"{r.cpu_ratio_to_ceiling:>9.1%} {r.rest_rss_mb:>8.0f}/{r.peak_rss_mb:<8.0f} "
               f"{r.rest_pss_mb:>8.0f}/{r.peak_pss_mb:<8.0f} "
-              f"{r.non_2xx + r.socket_errors:>7} {hits:>5} {batch:>6}")  # fmt: skip
+              f"{r.non_2xx + r.socket_errors:>7} {hits:>5} {batch:>6} {cmds:>13} {trips:>9}")  # fmt: skip
     print("\nratio = req/s / the ceiling's req/s in this run; cpu ratio = the ceiling's CPU per "
           "request / this one's\n(robust when other processes share the core); hits = Falcon's "
           "response-cache hit ratio in the measured run;\nbatch = mean texts per model call; "
+          "redis cmd/req = GET/MGET/SET Redis served per request (its commandstats); trips/req = "
+          "Falcon's Redis round trips per request;\n"
           "`falcon up` rows: req/s is the total / workers, CPU not measured.")  # fmt: skip
     print("\n".join(lost))
 

@@ -182,8 +182,15 @@ async def test_cache_fills_of_one_tick_go_out_as_one_pipelined_round_trip(
     assert pipeline.round_trips == trips, "a cache fill never waits for Redis"
     await wait_for(lambda: pipeline.round_trips == trips + 1, "the fills' round trip")
     await wait_for(lambda: (command_calls(redis_server) - before)["set"] == 32, "32 SETs")
+    assert (command_calls(redis_server) - before)["eval"] == 1, "32 fills, one command"
     assert await stores.cache.get_many([f"fill{i}" for i in range(32)]) == [b"x"] * 32
     assert pipeline.round_trips == trips + 2
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        ttls = [client.pttl(f"falcon:cache:fill{i}") for i in (0, 31)]
+    finally:
+        client.close()
+    assert all(0 < ttl <= 600_000 for ttl in ttls), f"every fill expires with the cache TTL: {ttls}"
 
 
 async def test_a_batch_request_reads_all_its_texts_in_one_round_trip(
@@ -215,3 +222,21 @@ async def test_a_local_first_level_answers_repeats_without_a_round_trip(
         assert built.status()["cache"]["details"]["local"]["entries"] == 1
     finally:
         await built.close()
+
+
+async def test_after_a_redis_restart_the_first_probe_closes_the_breaker(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    """The worker's idle connections died with Redis: the probe must not be spent on one."""
+    pipeline = stores.redis_pipeline
+    assert pipeline is not None
+    assert await pipeline.warm() >= 1
+    redis_server.kill()
+    for _ in range(10):
+        await stores.cache.get("during")
+    assert stores.degraded() == frozenset({"redis"})
+    redis_server.start()
+    # The breaker lets one probe through once its reset timeout (0.5 s) has passed.
+    await asyncio.sleep(0.6)
+    assert await stores.cache.get("probe") is None
+    assert stores.degraded() == frozenset(), "one probe after the restart closes the breaker"

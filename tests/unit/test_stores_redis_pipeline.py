@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from falcon_platform.stores.redis_pipeline import Op, plan_round_trip, route_replies
+from falcon_platform.stores.redis_pipeline import (
+    SET_MANY_SCRIPT,
+    Op,
+    plan_round_trip,
+    route_replies,
+)
 
 
 def test_reads_of_a_tick_become_one_mget_of_distinct_keys_sent_first() -> None:
@@ -67,3 +72,28 @@ def test_replies_that_do_not_match_the_plan_are_an_error_not_a_wrong_answer(
     ops = [Op("get", "a"), Op("get", "b"), Op("set", "c", b"1", 5)]
     with pytest.raises(ValueError, match=r"repl|MGET"):
         route_replies(ops, plan_round_trip(ops), replies)
+
+
+def test_several_cache_fills_are_one_eval_keys_then_values_then_the_ttl() -> None:
+    ops = [Op("set", "a", b"1", 600), Op("get", "x"), Op("set", "b", b"2", 600)]
+    plan = plan_round_trip(ops)
+    assert plan.commands == [
+        ("MGET", "x"),
+        ("EVAL", SET_MANY_SCRIPT, 2, "a", "b", b"1", b"2", 600),
+    ]
+    # One reply (the script's count) answers both fills.
+    assert route_replies(ops, plan, [[b"X"], 2]) == [(True, None), (True, b"X"), (True, None)]
+
+
+def test_fills_with_different_ttls_stay_one_set_each() -> None:
+    ops = [Op("set", "a", b"1", 600), Op("set", "b", b"2", 700)]
+    assert plan_round_trip(ops).commands == [
+        ("SET", "a", b"1", "PX", 600),
+        ("SET", "b", b"2", "PX", 700),
+    ]
+
+
+def test_the_script_sets_every_key_with_the_ttl_it_is_given() -> None:
+    """The Lua text itself: KEYS[i] gets ARGV[i], the TTL is the argument after the values."""
+    assert "redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl)" in SET_MANY_SCRIPT
+    assert "ARGV[#KEYS + 1]" in SET_MANY_SCRIPT

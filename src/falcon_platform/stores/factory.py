@@ -219,7 +219,6 @@ def build_stores(settings: Settings) -> Stores:
             RedisCache,
             RedisIdempotencyStore,
             make_redis_client,
-            warm_pool,
         )
 
         client = make_redis_client(settings)
@@ -243,10 +242,11 @@ def build_stores(settings: Settings) -> Stores:
 
         async def close_redis() -> None:
             await pipeline.drain(timeout_s=min(1.0, settings.shutdown_grace_s))
+            await pipeline.close()
             await client.aclose()
 
         async def warm_redis() -> None:
-            await warm_pool(client, pipeline.max_inflight)  # what the pipeline uses
+            await pipeline.warm()
 
         on_close.insert(0, close_redis)
         on_start.append(warm_redis)

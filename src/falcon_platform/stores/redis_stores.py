@@ -16,7 +16,6 @@ a lookup that fails is a miss (or a fallback read), and one round trip is one br
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -54,36 +53,6 @@ def make_redis_client(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
-
-
-async def warm_pool(client: Redis, connections: int, *, within_s: float = 3.0) -> int:
-    """Open up to ``connections`` pooled connections at start, off the request path.
-
-    A cold pool opening many connections at once under load can exceed the per-call
-    timeout; opening them here keeps the first requests from tripping the breaker (and
-    from splitting idempotency keys between Redis and the fallback). Returns how many
-    pings succeeded; Redis being down here is not an error (the breaker handles it later).
-    """
-    deadline = time.monotonic() + within_s
-    ok = 0
-    while ok < connections and time.monotonic() < deadline:
-        batch = min(8, connections - ok)
-        results = await asyncio.gather(
-            *(_ping(client) for _ in range(batch)), return_exceptions=True
-        )
-        succeeded = sum(1 for r in results if r is True)
-        if succeeded == 0:
-            await asyncio.sleep(0.05)
-        ok += succeeded
-    return ok
-
-
-async def _ping(client: Redis) -> bool:
-    # Hold several connections at once so the pool opens new ones instead of reusing one.
-    async with client.client() as single:
-        await single.ping()
-        await asyncio.sleep(0.01)
-    return True
 
 
 class RedisCache:
