@@ -73,6 +73,21 @@ async def test_open_ack_note_mitigate_resolve_over_http(client: httpx.AsyncClien
     assert (await client.get("/incidents", params={"status": "open"})).json()["incidents"] == []
 
 
+async def test_postmortem_of_an_open_incident_without_traffic(client: httpx.AsyncClient) -> None:
+    """An incident still open, no request in the log: the draft renders (window up to now)."""
+    iid = (await client.post("/incidents", json={"title": "odd"}, headers=AUTH)).json()["id"]
+    answer = await client.get(f"/incidents/{iid}/postmortem")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/markdown")
+    assert "**The incident is still open**" in answer.text
+    assert f"| **Incident ID** | {iid} |" in answer.text
+    assert "| **Requests Affected** | 0 failed of 0" in answer.text
+    bundle = (await client.get(f"/incidents/{iid}/bundle")).json()
+    assert bundle["window"]["ongoing"] is True
+    assert bundle["impact"]["requests"] == 0
+    assert (await client.get("/incidents/INC-2000-01-01-001/bundle")).status_code == 404
+
+
 async def test_errors_are_clear(client: httpx.AsyncClient) -> None:
     assert (await client.post("/incidents", json={"title": "x"})).status_code == 401
     missing = await client.get("/incidents/INC-2026-01-01-001")
