@@ -224,3 +224,211 @@ def create(
         typer.echo(json.dumps(record, indent=2))
         return
     show_release(record, _out())
+
+
+# ----------------------------------------------------------------------------- rollouts
+rollout_app = typer.Typer(help="The rollout in progress: status, promote, abort.")
+
+EXIT_PROMOTED, EXIT_REFUSED, EXIT_ABORTED = 0, 3, 4
+
+
+def rollout_line(r: dict[str, Any]) -> str:
+    """One line about a rollout for a human (pure)."""
+    head = f"{r['release']} (from {r['from_release']}): {r['phase']}"
+    if r["phase"] in ("canary", "promoting", "aborting"):
+        head += (
+            f", step {r['step']}/{len(r['steps'])} at {r['weight']}% "
+            f"({r['canary_workers']}/{r['total_workers']} workers)"
+        )
+    last = r.get("last_analysis") or {}
+    if last:
+        head += f"; last analysis: {last.get('verdict')}"
+    if r.get("waiting") and not r.get("done"):
+        head += f"; {r['waiting']}"
+    if r.get("done") and r.get("reason"):
+        head += f"; {r['reason']}"
+    return head
+
+
+def _exit_code(r: dict[str, Any]) -> int:
+    return {"promoted": EXIT_PROMOTED, "refused": EXIT_REFUSED}.get(r["phase"], EXIT_ABORTED)
+
+
+def _follow(c: Any, *, as_json: bool, timeout: float) -> int:
+    """Print the rollout's progress until it ends; the exit code of its outcome."""
+    deadline = time.monotonic() + timeout
+    last_line = ""
+    err = _err()
+    while True:
+        body = c.rollout()
+        r = body.get("rollout")
+        if r is None:
+            raise ConfigError("no rollout to follow; start one with `falcon deploy`")
+        line = rollout_line(r)
+        if line != last_line and not as_json:
+            err.print(f"{time.strftime('%H:%M:%S')}  {line}", markup=False)
+            last_line = line
+        if r.get("done"):
+            if as_json:
+                typer.echo(json.dumps(body, indent=2))
+            else:
+                _report(r)
+            return _exit_code(r)
+        if time.monotonic() > deadline:
+            from falcon_platform.errors import RuntimeStateError
+
+            raise RuntimeStateError(
+                f"the rollout of {r['release']} is still running after {timeout:g} s; it goes "
+                "on in the supervisor: `falcon rollout status --watch`"
+            )
+        time.sleep(0.5)
+
+
+def _report(r: dict[str, Any]) -> None:
+    out, err = _out(), _err()
+    if r["phase"] == "promoted":
+        out.print(f"{r['release']} promoted: every worker runs it ({r['reason']})")
+        return
+    if r["phase"] == "refused":
+        err.print(f"gate refused {r['release']}; no user request reached it:", markup=False)
+        for check in (r.get("gate") or {}).get("checks", []):
+            if not check.get("passed"):
+                err.print(f"  FAIL {check['check']}: {check['detail']}", markup=False)
+        err.print(
+            f"see `falcon releases show {r['release']}`; to deploy it anyway: "
+            "`falcon deploy ... --skip-gate '<reason>'` (journaled)",
+            markup=False,
+        )
+        return
+    err.print(
+        f"{r['release']} ABORTED and rolled back to {r['from_release']}: {r['reason']}",
+        markup=False,
+    )
+    if r.get("seconds_from_first_canary_traffic_to_abort") is not None:
+        err.print(
+            f"  {r['seconds_from_first_canary_traffic_to_abort']:.1f} s from first canary traffic "
+            f"to abort, canary share {r['canary_workers']}/{r['total_workers']} workers, "
+            f"canary peak memory {r.get('canary_peak_memory_mb')} MB of "
+            f"{r.get('memory_limit_mb')} MB",
+            markup=False,
+        )
+    err.print(
+        f"  see `falcon releases show {r['release']}` and `falcon events --kind rollout_aborted`"
+    )
+
+
+def deploy(
+    reason: ReasonOpt,
+    env_file: ReleaseEnvOpt = None,
+    set_env: SetOpt = None,
+    model: ModelOpt = None,
+    skip_gate: SkipGateOpt = None,
+    allow_faults: FaultsOpt = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return once the rollout started.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the rollout.")] = 3600.0,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Create a release and roll it out: gate (config + load test), canary steps, promote.
+
+    The supervisor runs the rollout (a terminal that dies does not stop it). Exit codes:
+    0 promoted, 3 refused by the gate, 4 aborted and rolled back, 2 bad usage."""
+    from falcon_platform.errors import ReleaseRefusedError
+
+    env = release_env(env_file, set_env, model)
+    with client(profile) as c:
+        try:
+            started = c.deploy(
+                env, reason=reason, created_by=who(), skip_gate=skip_gate, allow_faults=allow_faults
+            )
+        except ReleaseRefusedError as exc:
+            _err().print(f"gate refused the release: {exc.detail}", markup=False)
+            raise typer.Exit(EXIT_REFUSED) from None
+        r = started["rollout"]
+        if detach:
+            if as_json:
+                typer.echo(json.dumps(started, indent=2))
+            else:
+                _out().print(
+                    f"rollout of {r['release']} started; follow it: `falcon rollout status --watch`"
+                )
+            return
+        code = _follow(c, as_json=as_json, timeout=timeout)
+    raise typer.Exit(code)
+
+
+@rollout_app.command("status")
+def rollout_status(
+    watch: Annotated[bool, typer.Option("--watch", help="Follow until it ends.")] = False,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """The rollout in progress (or the last one): phase, step, last analysis."""
+    with client(profile) as c:
+        if watch:
+            raise typer.Exit(_follow(c, as_json=as_json, timeout=86400.0))
+        body = c.rollout()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    r = body.get("rollout")
+    if r is None:
+        _out().print(f"no rollout since the supervisor started; stable release {body['stable']}")
+        return
+    _out().print(rollout_line(r), markup=False)
+    for reason in (r.get("last_analysis") or {}).get("reasons", []):
+        _out().print(f"  {reason}", markup=False)
+
+
+@rollout_app.command("promote")
+def rollout_promote(
+    reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "",
+    profile: ProfileOpt = None,
+) -> None:
+    """Promote the canary now, skipping the remaining steps (journaled)."""
+    with client(profile) as c:
+        body = c.promote(reason or f"promoted by hand by {who()}")
+    _out().print(f"promoting {body['rollout']['release']}; `falcon rollout status --watch`")
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "",
+    profile: ProfileOpt = None,
+) -> None:
+    """Abort the canary: the stable pool is restored first, then the canary drained."""
+    with client(profile) as c:
+        body = c.abort(reason or f"aborted by hand by {who()}")
+    _out().print(f"aborting {body['rollout']['release']}; `falcon rollout status --watch`")
+
+
+def rollback(
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="The release, e.g. r2 (default: the previous good one)."),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "",
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Return to the previous (or the named) good release: its workers start beside the
+    current ones, then those drain; no request is dropped."""
+    with client(profile) as c:
+        c._http.timeout = 300.0
+        body = c.rollback(to, reason or f"rollback by {who()}")
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    _out().print(
+        f"rolled back from {body['from_release']} to {body['to_release']} in {body['seconds']:.1f} s"
+    )
+
+
+def register(main: typer.Typer) -> None:
+    """Add the release commands to the main `falcon` app."""
+    main.add_typer(app, name="releases")
+    main.add_typer(rollout_app, name="rollout")
+    main.command()(deploy)
+    main.command()(rollback)

@@ -98,9 +98,9 @@ class ControlClient:
                 raise RuntimeStateError(detail)
             if response.status_code == 422 and _code(response) == "policy_violation":
                 raise ReleaseRefusedError(detail)
-            if typed and response.status_code == 404:
+            if response.status_code == 404 and (typed or _code(response) == "not_found"):
                 raise NotFoundError(detail)
-            if typed and response.status_code == 422:
+            if response.status_code == 422 and (typed or _code(response) == "invalid_input"):
                 raise InvalidInputError(detail)
             raise FalconError(f"control API {method} {path}: HTTP {response.status_code}: {detail}")
         return response
@@ -238,6 +238,46 @@ class ControlClient:
         body: dict[str, Any] = self._request(
             "POST", "/releases", auth=True, json=payload, ok=(201,)
         ).json()
+        return body
+
+    def deploy(
+        self,
+        env: Mapping[str, str],
+        *,
+        reason: str,
+        created_by: str = "control-api",
+        skip_gate: str | None = None,
+        allow_faults: bool = False,
+    ) -> dict[str, Any]:
+        """``POST /deploy``: create a release and start its rollout (the supervisor runs it;
+        follow it with :meth:`rollout`). Refused by the config gate -> ``ReleaseRefusedError``."""
+        payload = _release_payload(env, reason, created_by, skip_gate, allow_faults)
+        body: dict[str, Any] = self._request("POST", "/deploy", auth=True, json=payload).json()
+        return body
+
+    def rollout(self) -> dict[str, Any]:
+        """``GET /rollout``: {"rollout": {...} or None, "stable": id, "last_rollback": ...}."""
+        body: dict[str, Any] = self._request("GET", "/rollout").json()
+        return body
+
+    def promote(self, reason: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = self._request(
+            "POST", "/rollout/promote", auth=True, json={"reason": reason}
+        ).json()
+        return body
+
+    def abort(self, reason: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = self._request(
+            "POST", "/rollout/abort", auth=True, json={"reason": reason}
+        ).json()
+        return body
+
+    def rollback(self, to: str | None = None, reason: str = "") -> dict[str, Any]:
+        """``POST /rollback``: returns when the target release serves alone."""
+        payload: dict[str, Any] = {"reason": reason}
+        if to is not None:
+            payload["to"] = to
+        body: dict[str, Any] = self._request("POST", "/rollback", auth=True, json=payload).json()
         return body
 
     def shutdown(self) -> dict[str, Any]:

@@ -206,24 +206,65 @@ def _default_canary_steps() -> list[CanaryStep]:
 
 
 class CanarySpec(_Section):
+    """The canary: steps and every threshold of the judge (``releases.judge``); the
+    Kubernetes AnalysisTemplate is rendered from the same numbers."""
+
     steps: list[CanaryStep] = Field(default_factory=_default_canary_steps)
+    interval: Duration = Field(default=10.0, gt=0, description="Analysis every this long.")
     abort_error_rate: float = Field(
         default=0.10, gt=0, le=1, description="Errors above this abort at once."
     )
-    max_error_rate_delta: float = Field(default=0.01, ge=0, le=1)
-    max_latency_p95_ratio: float = Field(default=1.5, gt=1)
+    abort_min_requests: int = Field(
+        default=20, ge=1, description="Canary requests before the abort threshold applies."
+    )
+    max_error_rate_delta: float = Field(
+        default=0.01, ge=0, le=1, description="Canary worse than stable by more: fail (z-test)."
+    )
+    max_latency_p95_ratio: float = Field(default=1.5, gt=1, description="Canary p95 / stable's.")
+    latency_floor_ms: float = Field(
+        default=100, ge=0, description="A canary p95 under this never fails the ratio."
+    )
     max_memory_percent: float = Field(default=80, gt=0, le=100)
+    max_memory_slope_mb_per_min: float = Field(
+        default=100, gt=0, description="Steeper growth fails if it hits the limit within:"
+    )
+    memory_horizon: Duration = Field(
+        default=600.0, gt=0, description="(and any growth hitting it before the step ends)."
+    )
+    memory_margin_mb: float = Field(
+        default=50, ge=0, description="Growth counts once the canary is this far above stable."
+    )
     min_requests: int = Field(
         default=100, ge=0, description="No verdict from fewer requests than this."
+    )
+    max_label_psi: float = Field(
+        default=0.25, gt=0, description="Predicted-label shift vs stable (PSI) that fails."
+    )
+    max_confidence_drop: float = Field(
+        default=0.15, gt=0, le=1, description="Mean confidence below stable's by more: fail."
+    )
+    inconclusive_timeout: Duration = Field(
+        default=300.0, gt=0, description="A step still without a verdict this long aborts."
     )
 
 
 class GateSpec(_Section):
+    """Before any user traffic: the config gate, then one worker of the new release on a
+    private port under a short load test (``releases.gate``)."""
+
     config_check: bool = True
     load_test: bool = True
     load_test_duration: Duration = 20.0
-    load_test_rps: float = Field(default=100, gt=0)
+    load_test_rps: float = Field(default=50, gt=0)
     max_rss_growth_mb: float = Field(default=50, ge=0)
+    max_error_ratio: float = Field(default=0.01, ge=0, le=1)
+    max_p99_ms: float = Field(default=500, gt=0)
+    memory_horizon: Duration = Field(
+        default=3600.0, gt=0, description="Refuse a release reaching its memory limit within."
+    )
+    memory_noise_mb: float = Field(
+        default=5, ge=0, description="Growth below this is warm-up: no slope projected."
+    )
 
 
 class LoadStage(_Section):

@@ -195,14 +195,16 @@ async def serve(
     incident_service.bind_metrics(supervisor.metrics.registry)
     from falcon_platform.control.releases_routes import create_releases_router
     from falcon_platform.releases.manager import ReleaseManager
+    from falcon_platform.releases.rollout import Rollouts
     from falcon_platform.releases.store import ReleaseStore
 
     releases = ReleaseManager(supervisor, ReleaseStore(engine), journal)
+    rollouts = Rollouts(releases, engine=engine)
     try:
         await asyncio.to_thread(releases.start)
     except Exception as exc:  # the release history must not keep the service down
         log.error("cannot record the starting release in the release store: %s", exc)
-    routers = [*routers, create_releases_router(releases, token)]
+    routers = [*routers, create_releases_router(releases, rollouts, token)]
     from falcon_platform.control.console.routes import create_console_router
     from falcon_platform.control.slo_routes import create_slo_router
 
@@ -259,6 +261,7 @@ async def serve(
     try:
         code = await supervisor.run()
     finally:
+        await rollouts.close()
         control.should_exit = True
         with contextlib.suppress(BaseException):
             await control_task

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from falcon_platform.control.auth import bearer_token, is_loopback
 from falcon_platform.errors import UnauthorizedError
 from falcon_platform.releases.manager import ReleaseManager
+from falcon_platform.releases.rollout import Rollouts
 
 
 class ReleaseRequest(BaseModel):
@@ -37,7 +38,18 @@ class ReleaseRequest(BaseModel):
     allow_faults: bool = Field(default=False, description="Allow FALCON_FAULTS (a drill).")
 
 
-def create_releases_router(manager: ReleaseManager, admin_token: str) -> APIRouter:
+class ReasonRequest(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+
+
+class RollbackRequest(BaseModel):
+    to: str | None = Field(default=None, max_length=32, description="Default: the previous good.")
+    reason: str = Field(default="", max_length=2000)
+
+
+def create_releases_router(
+    manager: ReleaseManager, rollouts: Rollouts, admin_token: str
+) -> APIRouter:
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         given = bearer_token(authorization)
         if given is None or not secrets.compare_digest(given, admin_token):
@@ -77,5 +89,32 @@ def create_releases_router(manager: ReleaseManager, admin_token: str) -> APIRout
             allow_faults=body.allow_faults,
         )
         return record.to_dict()
+
+    @router.post("/deploy", dependencies=writer, status_code=202)
+    async def deploy(body: ReleaseRequest) -> dict[str, Any]:
+        return rollouts.deploy(
+            body.env,
+            reason=body.reason,
+            created_by=body.created_by,
+            skip_gate_reason=body.skip_gate,
+            allow_faults=body.allow_faults,
+        )
+
+    @router.get("/rollout", dependencies=reader)
+    async def rollout() -> dict[str, Any]:
+        return rollouts.status()
+
+    @router.post("/rollout/promote", dependencies=writer, status_code=202)
+    async def promote(body: ReasonRequest | None = None) -> dict[str, Any]:
+        return rollouts.promote((body or ReasonRequest()).reason)
+
+    @router.post("/rollout/abort", dependencies=writer, status_code=202)
+    async def abort(body: ReasonRequest | None = None) -> dict[str, Any]:
+        return rollouts.abort((body or ReasonRequest()).reason)
+
+    @router.post("/rollback", dependencies=writer)
+    async def rollback(body: RollbackRequest | None = None) -> dict[str, Any]:
+        body = body or RollbackRequest()
+        return await rollouts.rollback(body.to, body.reason or "rollback by hand")
 
     return router

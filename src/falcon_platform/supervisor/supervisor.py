@@ -307,6 +307,24 @@ class Supervisor:
         self.releases[release.id] = release
         return release
 
+    def worker_invocation(self, release_id: str) -> tuple[list[str], dict[str, str]]:
+        """(``falcon worker`` arguments, environment) exactly as this release's workers get
+        them, for a worker started outside the pool (the deploy gate's private worker)."""
+        release = self.releases[release_id]
+        env = {**os.environ, **release.env}
+        return [*self._worker_args, *release.gate_args], env
+
+    def ready_count(self, release_id: str) -> int:
+        """Workers of the release that are ready and count toward its desired number."""
+        return sum(
+            1
+            for s in self.slots.values()
+            if s.release == release_id
+            and s.state is WorkerState.READY
+            and not s.retiring
+            and not s.surge
+        )
+
     def health(self) -> tuple[bool, str]:
         """(enough workers ready?, one line why) for `falcon check-health`."""
         return status_view.health(

@@ -1,0 +1,71 @@
+"""The release manager over a bare supervisor (no workers) and the real migrated SQLite store:
+numbering across supervisor restarts, the config diff, refusals kept, secrets never stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from falcon_platform.config.machine import MachineFacts
+from falcon_platform.config.settings import Settings
+from falcon_platform.config.spec import Spec
+from falcon_platform.errors import InvalidInputError, NotFoundError, ReleaseRefusedError
+from falcon_platform.releases.manager import ReleaseManager
+from falcon_platform.releases.record import ReleaseState
+from falcon_platform.releases.store import ReleaseStore
+from falcon_platform.stores import database
+from falcon_platform.supervisor.release_gate import ReleaseGate
+from falcon_platform.supervisor.supervisor import Supervisor
+from falcon_platform.testing.journal import FakeEventJournal
+
+SECRET = "s3cret-value-never-shown-0123456789"
+
+
+def _manager(home: Path, journal: FakeEventJournal) -> ReleaseManager:
+    settings = Settings(home=home)
+    database.upgrade(settings)
+    gate = ReleaseGate(profile="dev", env_file=None, spec=Spec(), cwd=home,
+                       base_environ={"FALCON_HOME": str(home)},
+                       machine=lambda: MachineFacts(16_000, 4))  # fmt: skip
+    sup = Supervisor(settings, Spec(), journal, workers=1, release_gate=gate)
+    manager = ReleaseManager(sup, ReleaseStore(database.make_engine(settings)), journal)
+    manager.start()
+    return manager
+
+
+def test_releases_are_numbered_diffed_refused_and_kept_across_restarts(tmp_path: Path) -> None:
+    journal = FakeEventJournal()
+    manager = _manager(tmp_path, journal)
+    [r0] = manager.list()
+    assert (r0.id, r0.state) == ("r0", ReleaseState.STABLE)
+    r1 = manager.create({"FALCON_LOG_LEVEL": "ERROR", "FALCON_ADMIN_TOKEN": SECRET},
+                        reason="quieter logs", created_by="ana@host")  # fmt: skip
+    assert (r1.id, r1.state, r1.from_release) == ("r1", ReleaseState.PENDING, "r0")
+    assert r1.settings_fingerprint != r0.settings_fingerprint
+    assert r1.spec_hash == r0.spec_hash
+    diff = {row["key"]: row for row in r1.diff}
+    assert set(diff) == {"admin_token", "log_level"}
+    assert diff["admin_token"] == {"key": "admin_token", "old": "<secret>", "new": "changed"}
+    assert diff["log_level"]["new"] == '"ERROR"'
+    assert r1.env["FALCON_ADMIN_TOKEN"] == "<secret>"
+    assert SECRET not in str(manager.get("r1").to_dict())
+    assert SECRET not in str([e.details for e in journal.events])
+
+    with pytest.raises(ReleaseRefusedError, match="cannot change in a running"):
+        manager.create({"FALCON_PROFILE": "prod"}, reason="switch", created_by="ana@host")
+    r2 = manager.get("r2")
+    assert r2.state is ReleaseState.REFUSED
+    assert r2.gate is not None
+    assert r2.gate["verdict"] == "refused"
+    with pytest.raises(InvalidInputError, match="needs a reason"):
+        manager.create({}, reason="  ", created_by="ana@host")
+    with pytest.raises(NotFoundError, match="no release 'r9'"):
+        manager.get("r9")
+    assert [e.kind for e in journal.events if e.kind == "release_created"] == [
+        "release_created", "release_created"]  # fmt: skip
+
+    again = _manager(tmp_path, journal)  # the supervisor restarted: same store
+    assert [(r.id, r.state) for r in again.list()] == [
+        ("r0", ReleaseState.STABLE), ("r1", ReleaseState.ABORTED), ("r2", ReleaseState.REFUSED)]  # fmt: skip
+    assert again.create({"FALCON_LOG_LEVEL": "INFO"}, reason="x", created_by="b").id == "r3"
