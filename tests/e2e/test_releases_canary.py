@@ -167,7 +167,7 @@ def test_a_good_release_is_promoted_then_rolled_back_without_a_failed_request(
     assert r["gate"]["verdict"] == "passed"
     assert tally.failed == 0, tally.describe()
     release = r["release"]
-    listed = json.loads(sup.cli("releases", "--json").stdout)
+    listed = json.loads(sup.cli("releases", "list", "--json").stdout)
     states = {x["id"]: x["state"] for x in listed["releases"]}
     assert listed["stable"] == release
     assert states[release] == "stable"

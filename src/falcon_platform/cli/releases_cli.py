@@ -43,7 +43,7 @@ SetOpt = Annotated[
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Model directory the new release serves.")
 ]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (shown in `falcon releases`).")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (shown in `falcon releases list`).")]
 SkipGateOpt = Annotated[
     str | None,
     typer.Option("--skip-gate", help="Skip the gate (config and load test); reason journaled."),
@@ -180,6 +180,12 @@ def releases(ctx: typer.Context, as_json: JsonOpt = False, profile: ProfileOpt =
     """List releases (the stable one is marked *); `falcon releases show rN` for one."""
     if ctx.invoked_subcommand is not None:
         return
+    list_releases(as_json=as_json, profile=profile)
+
+
+@app.command("list")
+def list_releases(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """Every release: state, created, by, gate, steps, changed keys, reason."""
     with client(profile) as c:
         body = c.releases()
     if as_json:

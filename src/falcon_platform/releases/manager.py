@@ -67,7 +67,7 @@ class ReleaseManager:
         if record is None:
             known = ", ".join(self.store.ids()) or "none"
             raise NotFoundError(
-                f"no release {release_id!r} (known: {known}); see `falcon releases`"
+                f"no release {release_id!r} (known: {known}); see `falcon releases list`"
             )
         return record
 

@@ -575,13 +575,13 @@ class Rollouts:
             preferred = [r for r in candidates if r.id == current.from_release]
             if not preferred and not candidates:
                 raise RuntimeStateError(
-                    f"no earlier good release to roll back to from {stable}; see `falcon releases`"
+                    f"no earlier good release to roll back to from {stable}; see `falcon releases list`"
                 )
             target = (preferred or candidates)[0]
         if target.state not in (*GOOD_STATES, ReleaseState.ROLLED_BACK):
             raise InvalidInputError(
                 f"{target.id} is {target.state}: only a release that ran as stable can be "
-                "rolled back to (see `falcon releases`)"
+                "rolled back to (see `falcon releases list`)"
             )
         if target.id not in self.sup.releases:
             raise RuntimeStateError(
