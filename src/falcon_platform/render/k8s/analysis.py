@@ -51,6 +51,16 @@ CANARY_FIELDS_ON_KUBERNETES: Mapping[str, str] = {
     "max_latency_p95_ratio": "AnalysisTemplate <service>-canary, metric latency-p95-ratio",
     "max_memory_percent": "AnalysisTemplate <service>-canary, metric memory-percent",
     "min_requests": "every <service>-canary query, and AnalysisTemplate <service>-canary-traffic",
+    # Added with the local judge (issue 14); not rendered on Kubernetes yet (say why, or render):
+    "interval": "local judge's analysis period; the cluster measures every ANALYSIS_INTERVAL_S",
+    "abort_min_requests": "local judge only: the cluster's error-ratio waits for min_requests",
+    "latency_floor_ms": "local judge only: the cluster's p95 ratio has no floor yet",
+    "max_memory_slope_mb_per_min": "local judge only: the cluster's memory-growth is the horizon",
+    "memory_horizon": "local judge only: the cluster's memory-growth horizon is the longest pause",
+    "memory_margin_mb": "local judge only: predict_linear over the window, no margin yet",
+    "max_label_psi": "local judge only: reads the request log (no label metric on /metrics)",
+    "max_confidence_drop": "local judge only: reads the request log (no confidence metric)",
+    "inconclusive_timeout": "local judge only: an inconclusive Rollout pauses for a person",
 }
 
 
