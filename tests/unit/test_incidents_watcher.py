@@ -250,3 +250,48 @@ def test_a_new_supervisor_forgets_the_triggers_of_the_last_one(engine: Engine) -
     fresh.tick(T0 + 201)
     back = service.store.get(inc.id)
     assert (back.status, back.reopened) == (Status.OPEN, 1)
+
+
+def test_failed_request_share_raises_the_severity(engine: Engine) -> None:
+    """An OOM burst (P2) during which 7 of 61 requests (11.5%) fail is a P1 (>= 5%, < 50%):
+    the share comes from the request log since the incident's start, re-scored every
+    rescore_every_s, and only once there are enough requests to judge."""
+    from sqlalchemy import insert
+
+    from falcon_platform.incidents.store import failed_request_share
+    from falcon_platform.stores.schema import request_log
+
+    rows = [
+        {"request_id": f"q{i}", "ts": T0 + i * 0.1, "worker": "w1", "release": "r1",
+         "model_version": "m", "endpoint": "/infer", "status_code": 503 if i % 10 == 0 else 200,
+         "latency_ms": 1.0, "cache_hit": False, "idempotency_hit": False}
+        for i in range(100)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(request_log), rows)
+    assert failed_request_share(engine, T0, T0 + 10) == 0.1
+    assert failed_request_share(engine, T0 + 100, T0 + 200) is None
+    assert failed_request_share(engine, T0, T0) is None  # 1 request: too few to judge
+    journal, service, _, clock = _setup(engine, oom_burst_kills=2)
+    watcher = IncidentWatcher(
+        service,
+        journal,
+        IncidentSpec(oom_burst_kills=2),
+        since=T0 - 1,
+        workers_total=lambda: 10,
+        failed_share=lambda start, end: failed_request_share(engine, start, end),
+        rescore_every_s=5,
+    )
+    for w in ("w1", "w2"):
+        journal.record(
+            "worker_exited", worker=w, ts=T0, details={"oom_killed": True, "reason": "OOMKilled"}
+        )
+    clock.now = T0 + 1
+    watcher.tick(T0 + 1)
+    (inc,) = service.store.find()
+    assert inc.severity is Severity.P2  # 2 of 10 workers; too few requests yet
+    clock.now = T0 + 6
+    watcher.tick(T0 + 6)
+    assert service.store.get(inc.id).severity is Severity.P1
+    changed = journal.query(kinds=["incident_severity_changed"])
+    assert "11.5% of requests failed" in changed[-1].details["why"]

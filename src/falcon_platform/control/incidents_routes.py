@@ -47,7 +47,7 @@ from falcon_platform.incidents.model import (
 )
 from falcon_platform.incidents.postmortem import render_markdown
 from falcon_platform.incidents.service import IncidentService
-from falcon_platform.incidents.store import SqlIncidentStore
+from falcon_platform.incidents.store import SqlIncidentStore, failed_request_share
 from falcon_platform.incidents.watcher import IncidentWatcher
 from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.supervisor.supervisor import PeriodicTask
@@ -309,7 +309,12 @@ def incidents_plugin(
                 reader.close()
 
     watcher = IncidentWatcher(
-        service, journal, spec.incidents, since=time.time(), workers_total=workers_total
+        service,
+        journal,
+        spec.incidents,
+        since=time.time(),
+        workers_total=workers_total,
+        failed_share=lambda start, end: failed_request_share(engine, start, end),
     )
 
     ticks = 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, case, func, insert, select, update
 
 from falcon_platform.errors import NotFoundError
 from falcon_platform.incidents.model import Incident, Status
-from falcon_platform.stores.schema import incidents
+from falcon_platform.stores.schema import incidents, request_log
 
 
 class SqlIncidentStore:
@@ -72,3 +72,17 @@ class SqlIncidentStore:
                 select(incidents.c.id).where(incidents.c.id.like(f"INC-{day}-%"))
             ).all()
         return [str(r[0]) for r in rows]
+
+
+def failed_request_share(
+    engine: Engine, start: float, end: float, *, min_requests: int = 20
+) -> float | None:
+    """Share of the request log's requests in [start, end] answered 5xx; None under
+    ``min_requests`` (one failed request of one is not a blast radius). The watcher raises
+    severities by it."""
+    stmt = select(
+        func.count(), func.sum(case((request_log.c.status_code >= 500, 1), else_=0))
+    ).where(request_log.c.ts >= start, request_log.c.ts <= end)
+    with engine.connect() as conn:
+        total, failed = conn.execute(stmt).one()
+    return float(failed or 0) / total if total >= max(1, min_requests) else None

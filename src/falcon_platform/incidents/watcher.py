@@ -48,12 +48,17 @@ class IncidentWatcher:
         *,
         since: float,
         workers_total: Callable[[], int] = lambda: 1,
+        failed_share: Callable[[float, float], float | None] = lambda start, end: None,
+        rescore_every_s: float = 15.0,
     ) -> None:
         self.service = service
         self.journal = journal
         self.policy = policy
         self.cursor = since
         self.workers_total = workers_total
+        self.failed_share = failed_share  # (start, end) -> share of requests failed, if known
+        self.rescore_every_s = rescore_every_s
+        self._rescored_at = since
         self._seen: dict[tuple[object, ...], float] = {}
         self._ooms: deque[Event] = deque(maxlen=1000)
         self._burst = False
@@ -76,6 +81,12 @@ class IncidentWatcher:
             changed += self._handle(event)
             self.cursor = max(self.cursor, event.ts)
         changed += self._check_burst(now)
+        if now - self._rescored_at >= self.rescore_every_s:
+            # Errors pile up without new signals: re-score open incidents' blast radius.
+            self._rescored_at = now
+            changed += [
+                self._escalate(i, now) for i in self.service.unresolved() if i.status is Status.OPEN
+            ]
         horizon = self.cursor - 2 * _OVERLAP_S
         self._seen = {k: ts for k, ts in self._seen.items() if ts >= horizon}
         while self._context and self._context[0].ts < now - self.policy.lookback - _OVERLAP_S:
@@ -95,17 +106,20 @@ class IncidentWatcher:
                 continue
             inc = self.service.observe(signal, list(self._context))
             if inc is not None:
-                changed.append(self._escalate(inc))
+                changed.append(self._escalate(inc, event.ts))
         if is_abnormal_exit(event):
             changed += self._check_burst(event.ts)
             # Another worker died while an incident is open: its blast radius grew.
             changed += [
-                self._escalate(i) for i in self.service.unresolved() if i.status is Status.OPEN
+                self._escalate(i, event.ts)
+                for i in self.service.unresolved()
+                if i.status is Status.OPEN
             ]
         return changed
 
-    def _escalate(self, inc: Incident) -> Incident:
-        """Raise the severity by the share of workers that died during the incident."""
+    def _escalate(self, inc: Incident, now: float) -> Incident:
+        """Raise the severity by the blast radius: the share of workers that died and the
+        share of requests that failed since the incident started."""
         if inc.severity_set_by != "falcon" or inc.resolved_at is not None:
             return inc
         dead = {
@@ -114,10 +128,14 @@ class IncidentWatcher:
             if e.worker and is_abnormal_exit(e) and e.ts >= inc.started_at
         }
         share = len(dead) / max(1, self.workers_total())
-        wanted = severity_for(inc.severity, workers_share=share)
+        failed = self.failed_share(inc.started_at, max(now, inc.started_at))
+        wanted = severity_for(inc.severity, workers_share=share, requests_share=failed)
         if wanted == inc.severity:
             return inc
-        return self.service.escalate(inc.id, wanted, why=f"{len(dead)} workers died")
+        why = f"{len(dead)} of {self.workers_total()} workers died" + (
+            f"; {failed:.1%} of requests failed" if failed is not None else ""
+        )
+        return self.service.escalate(inc.id, wanted, why=why)
 
     def _check_burst(self, now: float) -> list[Incident]:
         times = [e.ts for e in self._ooms]
@@ -134,4 +152,4 @@ class IncidentWatcher:
             list(self._ooms), now, firing=burst, window_s=self.policy.oom_burst_window
         )
         inc = self.service.observe(signal, list(self._context))
-        return [self._escalate(inc)] if inc is not None else []
+        return [self._escalate(inc, now)] if inc is not None else []
