@@ -1,8 +1,7 @@
 """Falcon: an ML inference platform.
 
-Serves a model over HTTP, keeps the service alive on one machine, makes every
-change safe, notices trouble, and writes the postmortem when trouble happens
-anyway. Import name is ``falcon_platform`` (``falcon`` is taken on PyPI); the
+Serves a model over HTTP, keeps the service alive on one machine, gates every
+change, and notices trouble (alerts, and a journal of every event). Import name is ``falcon_platform`` (``falcon`` is taken on PyPI); the
 command is ``falcon``.
 """
 

@@ -111,6 +111,14 @@ def test_detach_status_token_events_down(tmp_path: Path, model_dir: Path) -> Non
         assert [e["kind"] for e in events] == ["worker_ready"]
         assert events[0]["time"].endswith("Z")
         assert len(events[0]["time"]) == len("2026-01-01T00:00:00.000Z")
+        # a restart whose worker cannot boot says why, and where to see more (issue 12)
+        missing = tmp_path / "no-model"
+        bad = _falcon(env, "restart", "--set", f"FALCON_MODEL_PATH={missing}", timeout=120)
+        assert bad.returncode == 6, bad.stderr
+        assert f"no model at {missing}" in bad.stderr
+        assert "old workers kept serving" in bad.stderr
+        assert "`falcon events --release r1`" in bad.stderr
+        assert _falcon(env, "check-health").returncode == 0
     finally:
         down = _falcon(env, "down")
     assert down.returncode == 0, down.stderr

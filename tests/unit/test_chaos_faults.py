@@ -88,6 +88,29 @@ def test_active_faults_log_a_warning_repeatedly_and_set_the_header(
     assert FaultInjector().header_value() is None
 
 
+def test_the_repeated_warning_counts_this_workers_requests_and_leak(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12: the line said "requests so far 0, leaked 0 MB" whatever had happened."""
+    settings = load_settings(faults="leak_mb_per_request=1", worker_id="w7")
+    with caplog.at_level(logging.WARNING, logger="falcon.chaos"):
+        injector = build_injector(settings, allow_faults=False, announce_every_s=0.05)
+        try:
+            for _ in range(3):
+                asyncio.run(injector.on_request())
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                "requests so far 3, leaked 3 MB" in r.getMessage() for r in caplog.records
+            ):
+                time.sleep(0.02)
+        finally:
+            injector.stop_announcing()
+    lines = [r.getMessage() for r in caplog.records if "FAULT INJECTION ACTIVE" in r.getMessage()]
+    assert "profile dev, worker w7" in lines[0]
+    assert "requests so far 0, leaked 0 MB" in lines[0]  # at start
+    assert any("requests so far 3, leaked 3 MB" in line for line in lines[1:])
+
+
 def test_no_faults_means_no_log_and_no_effect(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="falcon.chaos"):
         injector = build_injector(load_settings(profile="prod"), allow_faults=False)

@@ -68,3 +68,19 @@ def test_templates_fail_only_on_placeholders_until_filled_in(name: str, profile:
         redis_url=f"redis://:{TEST_DB_PASSWORD}@redis:6379/0",
     )
     assert evaluate_policy(filled, Spec(), MACHINE, allow_faults=False) == []
+
+
+def test_config_check_reports_a_missing_spec_and_every_placeholder_at_once() -> None:
+    """The prod template names /etc/falcon/falcon.yaml, absent here: that error must not hide
+    the three placeholder secrets (issue 12: every violation at once)."""
+    from falcon_platform.config.gate import check_config
+
+    report = check_config(
+        profile="prod",
+        env_file=CONFIG / "prod.env.example",
+        spec_path=None,
+        machine=MACHINE,
+    )
+    assert sorted(v.rule for v in report.errors) == [
+        "admin-token-default", "database-password-default", "redis-password-default",
+        "spec-invalid"]  # fmt: skip

@@ -1,11 +1,15 @@
-"""Every `falcon …` command line in the README, the runbook and KUBERNETES.md exists, with the options it shows.
+"""Every `falcon …` command line in the README, the runbook and KUBERNETES.md exists, with the options it shows,
+and every file they name exists (or is made by a command they show).
 
 The runbook is only useful if its commands work when someone is paged; this walks each command
-line found in the docs through the real CLI's command tree (subcommands and `--options`).
+line found in the docs through the real CLI's command tree (subcommands and `--options`), and
+checks each repository path (``docs/…``, ``config/…``, a module as ``config/gate.py``) and each
+deployment path (``/etc/falcon/…``) they name.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -49,8 +53,13 @@ def _is_group(command: Any) -> bool:
     return hasattr(command, "commands")
 
 
+@functools.cache
+def _root() -> Any:
+    return typer.main.get_command(app)  # ~0.1 s per build: once, not per documented line
+
+
 def _check(args_text: str) -> None:
-    root = typer.main.get_command(app)
+    root = _root()
     try:
         args = shlex.split(args_text)
     except ValueError:
@@ -83,3 +92,60 @@ def test_the_docs_show_commands_at_all() -> None:
 @pytest.mark.parametrize(("doc", "line"), LINES, ids=[f"{d}:{c}" for d, c in LINES])
 def test_documented_command_exists(doc: str, line: str) -> None:
     _check(line)
+
+
+# -- files the docs name -------------------------------------------------------------------------
+
+FILE_DOCS = [*DOCS, ROOT / "docs" / "ARCHITECTURE.md", ROOT / "docs" / "CAPACITY_PLAN.md"]
+_REPO_PATH = re.compile(
+    r"(?<![\w/.$<-])((?:docs|config|deploy|bench|scripts|src|tests|\.ci)/[\w./-]*[\w/])"
+)
+_DEPLOY_PATH = re.compile(r"(?<![\w/.$<-])(/(?:etc|var|srv)/[\w./-]*[\w/])")
+# a deployment path exists once a documented command writes it: `cp SRC PATH`, `--out PATH`,
+# `> PATH`, or a template sets it (FALCON_SPEC_PATH=...)
+_MADE_BY = re.compile(r"(?:\bcp\s+\S+\s+|--out[ =]|>\s*|mounted at `)(/[\w./-]*[\w/])")
+
+
+def _named(pattern: re.Pattern[str], docs: list[Path]) -> list[tuple[str, str]]:
+    return sorted(
+        {(d.name, m) for d in docs for m in pattern.findall(d.read_text(encoding="utf-8"))}
+    )
+
+
+def _repo_path_exists(path: str) -> bool:
+    if path.endswith("_"):  # a prefix: tests/unit/test_render_*
+        parent, _, stem = path.rpartition("/")
+        return any((ROOT / parent).glob(stem + "*"))
+    return (ROOT / path).exists() or (ROOT / "src" / "falcon_platform" / path).exists()
+
+
+REPO_PATHS = _named(_REPO_PATH, FILE_DOCS)
+
+
+def test_the_docs_name_repository_files_at_all() -> None:
+    assert len(REPO_PATHS) > 30, REPO_PATHS
+
+
+@pytest.mark.parametrize(("doc", "path"), REPO_PATHS, ids=[f"{d}:{p}" for d, p in REPO_PATHS])
+def test_documented_repository_file_exists(doc: str, path: str) -> None:
+    assert _repo_path_exists(path), f"{doc} names {path}, which is not in the repository"
+
+
+def _made_by_docs_or_templates() -> set[str]:
+    made = {m for d in FILE_DOCS for m in _MADE_BY.findall(d.read_text(encoding="utf-8"))}
+    for template in (ROOT / "config").glob("*.env*"):
+        for line in template.read_text(encoding="utf-8").splitlines():
+            if line.startswith("FALCON_") and "=/" in line:
+                made.add(line.split("=", 1)[1].strip())
+    return made
+
+
+DEPLOY_PATHS = _named(_DEPLOY_PATH, [ROOT / "README.md", ROOT / "docs" / "RUNBOOK.md"])
+
+
+@pytest.mark.parametrize(("doc", "path"), DEPLOY_PATHS, ids=[f"{d}:{p}" for d, p in DEPLOY_PATHS])
+def test_documented_deployment_file_is_made_by_a_documented_command(doc: str, path: str) -> None:
+    made = _made_by_docs_or_templates()
+    assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in made), (
+        f"{doc} names {path}, but no documented command or template makes it"
+    )

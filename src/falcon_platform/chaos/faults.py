@@ -147,14 +147,16 @@ def build_injector(
         )
     injector = FaultInjector(faults, seed=seed)
     if faults:
-        log_faults_active(injector, profile=settings.profile)
+        where = f"{settings.profile}, worker {settings.worker_id}"
+        log_faults_active(injector, profile=where)
         if announce_every_s is not None:
-            injector.start_announcing(profile=settings.profile, interval_s=announce_every_s)
+            injector.start_announcing(profile=where, interval_s=announce_every_s)
     return injector
 
 
 def log_faults_active(injector: FaultInjector, *, profile: str) -> None:
-    """The WARNING line that says faults are on (at start and every minute)."""
+    """The WARNING line that says faults are on (at start and every minute): this worker's
+    requests and leaked memory so far (each worker counts its own)."""
     logger.warning(
         "FAULT INJECTION ACTIVE (profile %s): %s; requests so far %d, leaked %d MB",
         profile,

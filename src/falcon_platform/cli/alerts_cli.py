@@ -3,6 +3,7 @@
 Reads ``GET /alerts`` of the control API; exit code 0 either way (scripts use ``--json``)::
 
     falcon alerts
+    falcon alerts --profile prod --env-file /etc/falcon/prod.env
     falcon alerts --json | jq '.alerts[] | select(.state == "firing") | .name'
 """
 
@@ -15,6 +16,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from falcon_platform.cli.consoles import stdout_console
+from falcon_platform.cli.options import EnvFileOpt, ProfileOpt, control_client
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -55,14 +59,11 @@ def alerts_table(alerts: list[dict[str, Any]], now: float) -> Table:
 
 def alerts(
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
-    profile: Annotated[str | None, typer.Option("--profile", help="dev, staging or prod.")] = None,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """List firing and pending alerts (local evaluator and Alertmanager webhooks)."""
-    from falcon_platform.client.control import ControlClient
-    from falcon_platform.config.settings import load_settings
-
-    settings = load_settings(profile=profile)
-    with ControlClient.from_settings(settings) as client:
+    with control_client(profile, env_file) as client:
         body: dict[str, Any] = client.alerts()
     if as_json:
         typer.echo(json.dumps(body, indent=2, sort_keys=True))
@@ -71,7 +72,7 @@ def alerts(
     if not found:
         Console(stderr=True).print("no alerts pending or firing")
         return
-    Console(highlight=False, soft_wrap=True).print(alerts_table(found, time.time()))
+    stdout_console().print(alerts_table(found, time.time()))
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from falcon_platform.cli.consoles import stderr_console, stdout_console
+from falcon_platform.cli.options import EnvFileOpt, ProfileOpt
+
 if TYPE_CHECKING:
     from falcon_platform.config.fingerprint import Fingerprint
     from falcon_platform.config.gate import CheckReport
@@ -25,24 +28,17 @@ app = typer.Typer(
     help="Check, show and compare configuration (the deployment gate).", no_args_is_help=True
 )
 
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option("--profile", "-p", help="dev, staging or prod (default FALCON_PROFILE)."),
-]
-EnvFileOpt = Annotated[
-    Path | None, typer.Option("--env-file", help="Env file to use instead of ./.env.")
-]
 SpecOpt = Annotated[
     Path | None, typer.Option("--spec", help="Spec file (default FALCON_SPEC_PATH, falcon.yaml).")
 ]
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return stdout_console()
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return stderr_console()
 
 
 @app.command()
@@ -207,6 +203,7 @@ def diff(
     old: Annotated[Path | None, typer.Argument(help="Fingerprint .json or env file.")] = None,
     new: Annotated[Path | None, typer.Argument(help="Fingerprint .json or env file.")] = None,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
     spec: SpecOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -224,16 +221,16 @@ def diff(
         before, after = _fingerprint_of(old, profile, spec), _fingerprint_of(new, profile, spec)
         labels = (str(old), str(new))
     else:
-        settings = _settings(profile, None)
+        settings = _settings(profile, env_file)
         try:
             before, label = _running_fingerprint(settings), "running"
         except SupervisorUnreachableError as exc:
             if old is None:
                 raise
             err.print(f"{exc.detail}; comparing against the effective settings instead")
-            before, label = _effective_fingerprint(profile, None, spec), "effective"
+            before, label = _effective_fingerprint(profile, env_file, spec), "effective"
         if old is None:
-            after, labels = _effective_fingerprint(profile, None, spec), (label, "effective")
+            after, labels = _effective_fingerprint(profile, env_file, spec), (label, "effective")
         else:
             after, labels = _fingerprint_of(old, profile, spec), (label, str(old))
     rows = describe_changes(before, after)

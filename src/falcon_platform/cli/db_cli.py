@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from falcon_platform.cli.options import EnvFileOpt, JsonOpt, ProfileOpt
+
 if TYPE_CHECKING:
     from falcon_platform.config.settings import Settings
 
 app = typer.Typer(help="Database schema and request-log spool.", no_args_is_help=True)
-
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="dev | staging | prod.")]
-EnvFileOpt = Annotated[Path | None, typer.Option("--env-file", help="Extra .env file to read.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def _settings(profile: str | None, env_file: Path | None) -> Settings:

@@ -24,6 +24,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from falcon_platform.cli.consoles import stderr_console, stdout_console
+from falcon_platform.cli.options import EnvFileOpt, ProfileOpt
+
 if TYPE_CHECKING:
     from falcon_platform.config.settings import Settings
     from falcon_platform.loadtest.capacity import Step
@@ -50,17 +53,17 @@ SpecOpt = Annotated[
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return stdout_console()
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return stderr_console()
 
 
-def _settings() -> Settings:
-    from falcon_platform.config.settings import load_settings
+def _settings(profile: str | None = None, env_file: Path | None = None) -> Settings:
+    from falcon_platform.cli.options import settings_for
 
-    return load_settings()
+    return settings_for(profile, env_file)
 
 
 def _default_target(settings: Settings) -> str:
@@ -181,16 +184,18 @@ def run(
     out: OutOpt = None,
     report: ReportOpt = None,
     spec_path: SpecOpt = None,
+    config_profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:  # fmt: skip
     """Run a load test (a profile, or --rate/--duration, or --stages); exit 99 if a threshold fails."""
-    from falcon_platform.client.control import ControlClient
+    from falcon_platform.cli.options import client_for
     from falcon_platform.config.spec import parse_duration
     from falcon_platform.config.specfile import load_spec
     from falcon_platform.errors import InvalidInputError
     from falcon_platform.loadtest.profiles import Overrides, resolve
     from falcon_platform.loadtest.run import run_load
 
-    settings = _settings()
+    settings = _settings(config_profile, env_file)
     spec = load_spec(spec_path or settings.spec_path)
     try:
         over = Overrides(
@@ -217,7 +222,7 @@ def run(
     live_mode: Literal["live", "lines", "quiet"] = (
         "live" if err.is_terminal else "quiet" if as_json else "lines"
     )
-    with ControlClient.from_settings(settings, timeout=5.0) as control:
+    with client_for(settings, timeout=5.0) as control:
         if live_mode == "live":
             with Live(console=err, auto_refresh=False, transient=True) as live:
                 result = run_load(job.plan, url, options=job.options, thresholds=job.thresholds,
@@ -248,6 +253,8 @@ def capacity(
     out: OutOpt = None,
     report: ReportOpt = None,
     spec_path: SpecOpt = None,
+    config_profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:  # fmt: skip
     """Find the highest arrival rate at which the spec's SLO holds; print the knee's curve."""
     from falcon_platform.config.spec import CapacitySpec, parse_duration
@@ -256,7 +263,7 @@ def capacity(
     from falcon_platform.files import write_atomic
     from falcon_platform.loadtest.capacity import find_capacity
 
-    settings = _settings()
+    settings = _settings(config_profile, env_file)
     spec = load_spec(spec_path or settings.spec_path)
     changes: dict[str, Any] = {"start_rate": start_rate, "max_rate": max_rate,
                                "max_steps": max_steps}  # fmt: skip

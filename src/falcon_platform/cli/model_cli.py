@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from falcon_platform.cli.consoles import stderr_console, stdout_console
+
 if TYPE_CHECKING:
     from falcon_platform.model.artifact import ModelMetadata
     from falcon_platform.model.training import ProgressCallback
@@ -35,11 +37,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return stdout_console()
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return stderr_console()
 
 
 @contextlib.contextmanager

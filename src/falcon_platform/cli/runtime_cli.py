@@ -23,25 +23,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from falcon_platform.cli.consoles import stderr_console, stdout_console
+from falcon_platform.cli.options import EnvFileOpt, JsonOpt, ProfileOpt, address_args
+from falcon_platform.cli.options import client_for as _client
+from falcon_platform.cli.options import settings_for as _settings
 from falcon_platform.errors import (
     ConfigError,
+    DependencyError,
     FalconError,
     RuntimeStateError,
     SupervisorUnreachableError,
 )
 
 if TYPE_CHECKING:
-    from falcon_platform.client.control import ControlClient
     from falcon_platform.config.settings import Settings
 
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option("--profile", "-p", help="dev, staging or prod (default FALCON_PROFILE)."),
-]
-EnvFileOpt = Annotated[
-    Path | None, typer.Option("--env-file", help="Env file to use instead of ./.env.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 OverrideOpt = Annotated[
     str | None,
     typer.Option(
@@ -54,25 +50,11 @@ FaultsOpt = Annotated[
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return stdout_console()
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _settings(
-    profile: str | None = None, env_file: Path | None = None, **overrides: Any
-) -> Settings:
-    from falcon_platform.config.settings import load_settings
-
-    return load_settings(profile=profile, env_file=env_file, **overrides)
-
-
-def _client(settings: Settings, timeout: float = 10.0) -> ControlClient:
-    from falcon_platform.client.control import ControlClient
-
-    return ControlClient.from_settings(settings, timeout=timeout)
+    return stderr_console()
 
 
 def _mb(value: Any) -> str:
@@ -149,6 +131,15 @@ def up(
     outcome = verdict.outcome
     if outcome is not None and outcome.overridden:
         _err().print(f"[bold red]{escape(outcome.summary())}[/]")
+    if outcome is not None and outcome.warnings:  # staging: the prod policy, as warnings
+        for finding in outcome.warnings:
+            _err().print(f"[yellow]warning:[/] {escape(finding.line())}")
+        _err().print(
+            f"[yellow]{len(outcome.warnings)} warning(s)[/] for profile {outcome.profile}: "
+            "prod would refuse these; `falcon config check"
+            f"{address_args(profile, env_file)}` lists them"
+        )
+    _preflight(settings)
     cli_args: list[str] = []  # what a detached `falcon up` is started with
     if override_gate:
         cli_args += ["--override-gate", override_gate]
@@ -202,6 +193,19 @@ def up(
     raise typer.Exit(code)
 
 
+def _preflight(settings: Settings) -> None:
+    """Refuse a busy port or an unreachable PostgreSQL now, not after minutes of training the
+    first model; warn about an unreachable Redis (Falcon serves without it)."""
+    from falcon_platform.stores.preflight import check_stores
+    from falcon_platform.supervisor.sockets import ensure_port_free
+
+    ensure_port_free(settings.host, settings.port)
+    if settings.control_socket is None:
+        ensure_port_free(settings.control_host, settings.control_port, what="FALCON_CONTROL_PORT")
+    for problem in check_stores(settings):
+        _err().print(f"[yellow]warning:[/] {escape(problem)}")
+
+
 def _control_where(settings: Settings) -> str:
     from falcon_platform.client.control import control_url
 
@@ -222,17 +226,26 @@ def _detach(
         args += ["--spec", str(spec_path.resolve())]
     args += worker_args
     with log_path.open("ab") as log_file:
+        log_start = log_file.tell()
         proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True
         )
     deadline = time.monotonic() + 120
-    with _client(settings, timeout=2.0) as client:
+    where = _control_where(settings)
+    with (
+        _client(settings, timeout=2.0) as client,
+        _err().status(f"waiting for the supervisor (pid {proc.pid}) to answer on {where}") as spin,
+    ):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-                raise RuntimeStateError(
-                    f"the supervisor exited at start (code {proc.returncode}); last lines of "
-                    f"{log_path}:\n" + "\n".join(tail)
+                with log_path.open("rb") as log_file:
+                    log_file.seek(log_start)  # this start's lines only: the log is appended to
+                    said = log_file.read().decode(errors="replace")
+                # a dependency's failure keeps its exit code (5) for scripts
+                error = DependencyError if proc.returncode == 5 else RuntimeStateError
+                raise error(
+                    f"the supervisor exited at start (code {proc.returncode}): "
+                    f"{why_it_exited(said)} (log {log_path})"
                 )
             try:
                 status = client.status()
@@ -251,13 +264,24 @@ def _detach(
                     "fix it, then `falcon restart` (or `falcon down`)"
                 )
             if sup["healthy"]:
+                spin.stop()
                 _out().print(
                     f"Falcon supervisor pid {proc.pid} serving {sup['url']} ({sup['health']}; "
                     f"log {log_path}); `falcon status`, `falcon down`"
                 )
                 return
+            spin.update(f"waiting for workers to become ready: {sup['health']}")
             time.sleep(0.2)
     raise RuntimeStateError(f"the supervisor did not answer within 120 s; see {log_path}")
+
+
+def why_it_exited(log_text: str) -> str:
+    """The ``error: ...`` line a failed `falcon up` printed last, else its last line (pure)."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        return errors[-1].removeprefix("error: ")
+    return lines[-1] if lines else "it printed nothing"
 
 
 def down(
@@ -462,19 +486,34 @@ def restart(
                 time.sleep(0.3)
             else:
                 raise RuntimeStateError(
-                    f"the rolling restart did not finish within {timeout:g} s; see `falcon status`"
+                    f"the rolling restart did not finish within {timeout:g} s; see "
+                    f"`falcon status{address_args(profile, env_file)}`"
                 )
     if rolling.get("failed"):
+        more = f"falcon events --release {rolling['to_release']}{address_args(profile, env_file)}"
         raise RuntimeStateError(
-            f"rolling restart stopped: {rolling['failed']} (old workers kept serving)"
+            f"rolling restart to release {rolling['to_release']} stopped: {rolling['failed']} "
+            f"(old workers kept serving); more: `{more}`"
         )
     _out().print(f"replaced {rolling['replaced']} worker(s); release {rolling['to_release']}")
+
+
+def _known_kinds(values: list[str] | None) -> list[str] | None:
+    """Refuse a kind the journal never writes: a typo would otherwise say "no events match"."""
+    from falcon_platform.events.journal import unknown_kind_message
+
+    for value in values or []:
+        problem = unknown_kind_message(value)
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint="--kind")
+    return values
 
 
 def events(
     since: Annotated[str | None, typer.Option(help="10m, 2h, 1d or an ISO time (UTC).")] = None,
     kind: Annotated[
-        list[str] | None, typer.Option("--kind", "-k", help="Only this kind (repeatable).")
+        list[str] | None,
+        typer.Option("--kind", "-k", help="Only this kind (repeatable).", callback=_known_kinds),
     ] = None,
     worker: Annotated[str | None, typer.Option(help="Only this worker.")] = None,
     release: Annotated[str | None, typer.Option(help="Only this release.")] = None,

@@ -176,8 +176,11 @@ def check_config(
         for message in spec_errors
     )
     chosen = settings.profile if settings is not None else (profile or "dev")
-    if settings is not None and spec is not None:
-        violations.extend(evaluate_policy(settings, spec, machine, allow_faults=allow_faults))
+    if settings is not None:
+        # A broken spec must not hide the settings' own violations (every problem at once):
+        # judge them against the default spec, beside the spec-invalid error.
+        judged = spec if spec is not None else Spec()
+        violations.extend(evaluate_policy(settings, judged, machine, allow_faults=allow_faults))
     return CheckReport(chosen, violations, settings, spec)
 
 

@@ -83,6 +83,18 @@ class EventKind(StrEnum):
     ACTION_ITEM_UPDATED = "action_item_updated"  # details: id, incident, status
 
 
+def unknown_kind_message(kind: str) -> str | None:
+    """``None`` for a kind of :class:`EventKind`; else why not, the closest kinds and the list."""
+    import difflib
+
+    known = sorted(k.value for k in EventKind)
+    if kind in known:
+        return None
+    near = difflib.get_close_matches(kind, known, n=2, cutoff=0.6)
+    guess = f"did you mean {' or '.join(near)}? " if near else ""
+    return f"no event kind {kind!r}; {guess}kinds: {', '.join(known)}"
+
+
 def format_ts(ts: float) -> str:
     """Epoch seconds -> ``2026-01-01T00:00:00.123Z`` (UTC, milliseconds)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

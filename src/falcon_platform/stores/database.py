@@ -145,12 +145,24 @@ def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
+        source = settings.sources.get("database_url", "default")
         raise DependencyError(
-            f"cannot reach the database at {redacted(url)}: {exc.__class__.__name__}: {exc}"
+            f"cannot reach the database at {redacted(url)} (FALCON_DATABASE_URL, from {source}): "
+            f"{root_cause(exc)}; start it or correct FALCON_DATABASE_URL, then check with "
+            "`falcon db current`"
         ) from exc
     finally:
         engine.dispose()
     return SchemaState(redacted(url), current, head_revision())
+
+
+def root_cause(exc: BaseException) -> str:
+    """The driver's own first line (``connection refused``), not SQLAlchemy's wrapper with
+    its statement, parameters and documentation link (pure)."""
+    inner = getattr(exc, "orig", None) or exc.__cause__ or exc
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    first = lines[0] if lines else type(inner).__name__
+    return first.removeprefix("connection failed: ")
 
 
 def upgrade(settings: Settings, url: str | None = None) -> SchemaState:

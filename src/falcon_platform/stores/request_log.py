@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from falcon_platform.config.settings import Settings
+from falcon_platform.errors import NotFoundError
 from falcon_platform.stores.base import RequestLogCounters, RequestLogRecord
 from falcon_platform.stores.breaker import BreakerPolicy, CircuitBreaker
 from falcon_platform.stores.database import database_url, is_embedded, make_engine, redacted
@@ -125,11 +126,14 @@ def ship_orphans(
     Safe to run while live workers ship their own spools: a live worker's open segment is
     ``flock``-ed and never taken, and inserts are idempotent by request id.
     """
-    dirs = (
-        [settings.spool_dir / worker_id]
-        if worker_id is not None
-        else sorted(p for p in settings.spool_dir.glob("*") if p.is_dir())
-    )
+    every = sorted(p for p in settings.spool_dir.glob("*") if p.is_dir())
+    if worker_id is not None and settings.spool_dir / worker_id not in every:
+        have = ", ".join(p.name for p in every) or "none"
+        raise NotFoundError(
+            f"no spool for worker {worker_id!r} under {settings.spool_dir} (workers with a "
+            f"spool: {have}); `falcon status` lists the workers, `falcon db ship` ships them all"
+        )
+    dirs = [settings.spool_dir / worker_id] if worker_id is not None else every
     engine = make_engine(settings, pool_size=1)
     breaker = CircuitBreaker(database_dependency(settings), BreakerPolicy(failure_threshold=1))
     deadline = time.monotonic() + timeout_s

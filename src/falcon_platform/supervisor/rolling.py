@@ -32,6 +32,9 @@ class RollingRestart:
     replaced: int = 0
     failed: str | None = None
     finished_wall: float | None = None
+    # Why the replacement exited, noted when its slot is dropped (the slot may be gone before
+    # the next advance_rolling looks at it).
+    replacement_exit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,26 @@ class RollingRestart:
             "finished_at": self.finished_wall,
             "done": self.finished_wall is not None,
         }
+
+
+def why_worker_failed(slot: Slot) -> str:
+    """What a worker that did not become ready said (its boot message) or how it exited."""
+    if slot.boot_message:
+        return slot.boot_message
+    info = slot.last_exit
+    if info is not None:
+        return f"the replacement worker exited during boot: {info.reason.value} (exit code {info.exit_code})"
+    return "the replacement worker did not become ready"
+
+
+def note_dropped_slot(rolling: RollingRestart | None, slot: Slot) -> None:
+    """Keep why the rolling restart's replacement exited before its slot is forgotten."""
+    if (
+        rolling is not None
+        and rolling.finished_wall is None
+        and rolling.current_new == slot.slot_id
+    ):
+        rolling.replacement_exit = why_worker_failed(slot)
 
 
 def rolling_to(rolling: RollingRestart | None) -> str | None:
@@ -116,8 +139,10 @@ def advance_rolling(
             rolling.current_old = rolling.current_new = None
         elif new is None or new.state not in (WorkerState.STARTING, WorkerState.NEW):
             why = (
-                new.boot_message if new else None
-            ) or "the replacement worker did not become ready"
+                why_worker_failed(new)
+                if new is not None
+                else rolling.replacement_exit or "the replacement worker did not become ready"
+            )
             if new is not None:
                 retire(new)
             rolling.failed = why

@@ -44,3 +44,20 @@ def open_public_socket(host: str, port: int, backlog: int = 2048) -> socket.sock
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
+
+
+def ensure_port_free(host: str, port: int, *, what: str = "FALCON_PORT") -> None:
+    """Raise ``RuntimeStateError`` now if ``host:port`` cannot be bound (checked before slow
+    work such as training the first model; the real bind follows and may still lose a race)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeStateError(
+                    f"{host}:{port} is already in use; is Falcon already running "
+                    f"(`falcon status`)? Otherwise set {what} to a free port."
+                ) from exc
+            raise RuntimeStateError(f"cannot listen on {host}:{port} ({what}): {exc}") from exc

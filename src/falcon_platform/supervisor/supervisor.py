@@ -52,6 +52,7 @@ from falcon_platform.supervisor.restarts import ExitReason
 from falcon_platform.supervisor.rolling import (
     RollingRestart,
     advance_rolling,
+    note_dropped_slot,
     plan_rolling_restart,
     rolling_to,
 )
@@ -685,7 +686,7 @@ class Supervisor:
             log.error("cannot start a worker (%s); retrying in 5 s", exc)
             self._spawn_paused_until = now + 5.0
         for slot_id in [s.slot_id for s in self.slots.values() if s.state is WorkerState.STOPPED]:
-            del self.slots[slot_id]
+            note_dropped_slot(self.rolling, self.slots.pop(slot_id))
 
     # ----------------------------------------------------------------- stop
     def _stop_all(self, now: float) -> bool:
