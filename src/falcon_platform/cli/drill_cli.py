@@ -22,6 +22,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from falcon_platform.cli.options import EnvFileOpt, ProfileOpt
+
 if TYPE_CHECKING:
     from falcon_platform.drills import DrillOutcome
 
@@ -107,10 +109,11 @@ def run(
     allow_faults: Annotated[
         bool, typer.Option("--allow-faults", help="Allow fault drills under the prod profile.")
     ] = False,
-    profile: Annotated[str | None, typer.Option("--profile", help="dev, staging or prod.")] = None,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Run one drill (or `all` applicable ones) against the deployment the CLI points at."""
-    from falcon_platform.config.settings import load_settings
+    from falcon_platform.cli.options import settings_for
     from falcon_platform.config.specfile import load_spec
     from falcon_platform.drills import CATALOG, DrillOptions, drill_named, run_drill
     from falcon_platform.drills.records import write_reports
@@ -118,7 +121,7 @@ def run(
     names = [d.name for d in CATALOG] if name == "all" else [drill_named(name).name]
     if report is not None and len(names) > 1:
         report.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(profile=profile)
+    settings = settings_for(profile, env_file)
     spec = load_spec(settings.spec_path)
     options = DrillOptions(
         rps=rps or 20.0,

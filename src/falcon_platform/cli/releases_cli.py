@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from falcon_platform.cli.options import EnvFileOpt
 from falcon_platform.errors import ConfigError
 
 app = typer.Typer(
@@ -61,11 +62,10 @@ def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def client(profile: str | None) -> Any:
-    from falcon_platform.client.control import ControlClient
-    from falcon_platform.config.settings import load_settings
+def client(profile: str | None, env_file: Path | None = None) -> Any:
+    from falcon_platform.cli.options import control_client
 
-    return ControlClient.from_settings(load_settings(profile=profile), timeout=30.0)
+    return control_client(profile, env_file, timeout=30.0)
 
 
 def who() -> str:
@@ -199,9 +199,10 @@ def show(
     release_id: Annotated[str, typer.Argument(help="The release, e.g. r3.")],
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """One release: state, who/when/why, gate and canary verdicts with numbers, config diff."""
-    with client(profile) as c:
+    with client(profile, env_file) as c:
         record = c.release(release_id)
     if as_json:
         typer.echo(json.dumps(record, indent=2))
