@@ -21,6 +21,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from falcon_platform.cli.options import EnvFileOpt, ProfileOpt
+
 app = typer.Typer(
     help="Incidents: opened by Falcon from alerts, crash loops, OOM bursts, aborted "
     "rollouts; acknowledged, noted, mitigated and resolved by humans.",
@@ -28,7 +30,6 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
-ProfileOpt = Annotated[str | None, typer.Option("--profile", help="dev, staging or prod.")]
 ById = Annotated[str, typer.Argument(help="Incident id, e.g. INC-2026-11-30-001.")]
 SEVERITY_STYLE = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "cyan"}
 STATUS_STYLE = {"open": "bold red", "mitigated": "yellow", "resolved": "green"}
@@ -59,11 +60,10 @@ def _id(text: str) -> str:
     return check_incident_id(text.strip())
 
 
-def _client(profile: str | None) -> Any:
-    from falcon_platform.client.control import ControlClient
-    from falcon_platform.config.settings import load_settings
+def _client(profile: str | None, env_file: Path | None) -> Any:
+    from falcon_platform.cli.options import control_client
 
-    return ControlClient.from_settings(load_settings(profile=profile))
+    return control_client(profile, env_file)
 
 
 def when(ts: float | None) -> str:
@@ -142,9 +142,10 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """List incidents, newest first."""
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         found = client.incidents(status=status or (), limit=limit)
     if as_json:
         typer.echo(json.dumps({"incidents": found}, indent=2, sort_keys=True))
@@ -156,9 +157,14 @@ def list_(
 
 
 @app.command()
-def show(incident_id: ById, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+def show(
+    incident_id: ById,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
+) -> None:
     """One incident: times, triggers, releases, alerts, notes."""
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         _print(client.incident(_id(incident_id)), as_json)
 
 
@@ -172,6 +178,7 @@ def open_(
     by: ByOpt = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Declare an incident by hand (Falcon opens its own from signals)."""
     payload = {
@@ -182,23 +189,32 @@ def open_(
         "release": release,
         "by": by or _who(),
     }
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         _print(client.incident_open(payload), as_json)
 
 
 def _act(
-    incident_id: str, action: str, payload: dict[str, Any], as_json: bool, profile: str | None
+    incident_id: str,
+    action: str,
+    payload: dict[str, Any],
+    as_json: bool,
+    profile: str | None,
+    env_file: Path | None,
 ) -> None:
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         _print(client.incident_action(_id(incident_id), action, payload), as_json)
 
 
 @app.command()
 def ack(
-    incident_id: ById, by: ByOpt = None, as_json: JsonOpt = False, profile: ProfileOpt = None
+    incident_id: ById,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Acknowledge: you are on it (the first to ack becomes commander)."""
-    _act(incident_id, "ack", {"by": by or _who()}, as_json, profile)
+    _act(incident_id, "ack", {"by": by or _who()}, as_json, profile, env_file)
 
 
 @app.command()
@@ -208,9 +224,10 @@ def note(
     by: ByOpt = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Add a note to the incident's timeline."""
-    _act(incident_id, "note", {"by": by or _who(), "text": text}, as_json, profile)
+    _act(incident_id, "note", {"by": by or _who(), "text": text}, as_json, profile, env_file)
 
 
 NoteOpt = Annotated[str | None, typer.Option("--note", help="What was done (on the timeline).")]
@@ -223,9 +240,10 @@ def mitigate(
     by: ByOpt = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Mark the impact as stopped (Falcon does this itself when every trigger clears)."""
-    _act(incident_id, "mitigate", {"by": by or _who(), "text": text}, as_json, profile)
+    _act(incident_id, "mitigate", {"by": by or _who(), "text": text}, as_json, profile, env_file)
 
 
 @app.command()
@@ -235,9 +253,10 @@ def resolve(
     by: ByOpt = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Close the incident (a human decision: Falcon never resolves)."""
-    _act(incident_id, "resolve", {"by": by or _who(), "text": text}, as_json, profile)
+    _act(incident_id, "resolve", {"by": by or _who(), "text": text}, as_json, profile, env_file)
 
 
 @app.command()
@@ -247,6 +266,7 @@ def severity(
     by: ByOpt = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Override the severity (Falcon stops adjusting it)."""
     _act(
@@ -255,6 +275,7 @@ def severity(
         {"by": by or _who(), "severity": _severity(level)},
         as_json,
         profile,
+        env_file,
     )
 
 
@@ -272,6 +293,7 @@ def postmortem(
         bool, typer.Option("--json", help="Print the bundle (all numbers) as JSON.")
     ] = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """The postmortem in the seed template's shape, computed from the journal, the request
     log and the SLI store: to stdout, or with its graphs (PNG, SVG) into --out DIR."""
@@ -285,7 +307,7 @@ def postmortem(
 
     if fmt not in ("md", "html"):
         raise InvalidInputError(f"--format {fmt!r}: use md or html")
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         bundle = client.incident(_id(incident_id), part="/bundle")
     if as_json:
         typer.echo(json.dumps(bundle, indent=2, sort_keys=True))
