@@ -9,13 +9,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from falcon_platform.cli.incident_cli import ByOpt, JsonOpt, ProfileOpt, _client, _who
+from falcon_platform.cli.incident_cli import ByOpt, JsonOpt, _client, _who
+from falcon_platform.cli.options import EnvFileOpt, ProfileOpt
 
 app = typer.Typer(help="Postmortem action items: who does what by when.", no_args_is_help=True)
 ItemId = Annotated[str, typer.Argument(help="Action item id, e.g. AI-3.")]
@@ -41,9 +43,10 @@ def list_(
     incident: Annotated[str | None, typer.Option("--incident", help="One incident's.")] = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """List action items (overdue ones are marked)."""
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         body = client.actions(incident=incident, overdue=overdue)
     if as_json:
         typer.echo(json.dumps(body, indent=2, sort_keys=True))
@@ -67,6 +70,7 @@ def add(
     by: ByOpt = None,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Add an action item to an incident."""
     from falcon_platform.incidents.actions import parse_category, parse_due
@@ -81,16 +85,23 @@ def add(
         "link": link,
         "by": by or _who(),
     }
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         item = client.action_add(payload)
     typer.echo(json.dumps(item, indent=2, sort_keys=True) if as_json else f"{item['id']} added")
 
 
-def _step(item_id: str, verb: str, by: str | None, as_json: bool, profile: str | None) -> None:
+def _step(
+    item_id: str,
+    verb: str,
+    by: str | None,
+    as_json: bool,
+    profile: str | None,
+    env_file: Path | None,
+) -> None:
     from falcon_platform.incidents.actions import check_action_id
 
     check_action_id(item_id.strip())
-    with _client(profile) as client:
+    with _client(profile, env_file) as client:
         item = client.action_step(item_id, verb, {"by": by or _who()})
     typer.echo(
         json.dumps(item, indent=2, sort_keys=True) if as_json else f"{item['id']} {item['status']}"
@@ -99,15 +110,23 @@ def _step(item_id: str, verb: str, by: str | None, as_json: bool, profile: str |
 
 @app.command()
 def start(
-    item_id: ItemId, by: ByOpt = None, as_json: JsonOpt = False, profile: ProfileOpt = None
+    item_id: ItemId,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Mark an action item IN PROGRESS."""
-    _step(item_id, "start", by, as_json, profile)
+    _step(item_id, "start", by, as_json, profile, env_file)
 
 
 @app.command()
 def done(
-    item_id: ItemId, by: ByOpt = None, as_json: JsonOpt = False, profile: ProfileOpt = None
+    item_id: ItemId,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Mark an action item DONE."""
-    _step(item_id, "done", by, as_json, profile)
+    _step(item_id, "done", by, as_json, profile, env_file)
