@@ -184,9 +184,11 @@ def releases(ctx: typer.Context, as_json: JsonOpt = False, profile: ProfileOpt =
 
 
 @app.command("list")
-def list_releases(as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+def list_releases(
+    as_json: JsonOpt = False, profile: ProfileOpt = None, env_file: EnvFileOpt = None
+) -> None:
     """Every release: state, created, by, gate, steps, changed keys, reason."""
-    with client(profile) as c:
+    with client(profile, env_file) as c:
         body = c.releases()
     if as_json:
         typer.echo(json.dumps(body, indent=2))
@@ -371,9 +373,10 @@ def rollout_status(
     watch: Annotated[bool, typer.Option("--watch", help="Follow until it ends.")] = False,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """The rollout in progress (or the last one): phase, step, last analysis."""
-    with client(profile) as c:
+    with client(profile, env_file) as c:
         if watch:
             raise typer.Exit(_follow(c, as_json=as_json, timeout=86400.0))
         body = c.rollout()
@@ -393,9 +396,10 @@ def rollout_status(
 def rollout_promote(
     reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "",
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Promote the canary now, skipping the remaining steps (journaled)."""
-    with client(profile) as c:
+    with client(profile, env_file) as c:
         body = c.promote(reason or f"promoted by hand by {who()}")
     _out().print(f"promoting {body['rollout']['release']}; `falcon rollout status --watch`")
 
@@ -404,9 +408,10 @@ def rollout_promote(
 def rollout_abort(
     reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "",
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Abort the canary: the stable pool is restored first, then the canary drained."""
-    with client(profile) as c:
+    with client(profile, env_file) as c:
         body = c.abort(reason or f"aborted by hand by {who()}")
     _out().print(f"aborting {body['rollout']['release']}; `falcon rollout status --watch`")
 
@@ -419,10 +424,11 @@ def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why (journaled).")] = "",
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Return to the previous (or the named) good release: its workers start beside the
     current ones, then those drain; no request is dropped."""
-    with client(profile) as c:
+    with client(profile, env_file) as c:
         c._http.timeout = 300.0
         body = c.rollback(to, reason or f"rollback by {who()}")
     if as_json:
