@@ -162,3 +162,16 @@ def test_documented_deployment_file_is_made_by_a_documented_command(doc: str, pa
     assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in made), (
         f"{doc} names {path}, but no documented command or template makes it"
     )
+
+
+def test_documented_event_kinds_are_kinds_the_journal_writes() -> None:
+    """`falcon events --kind K` refuses an unknown K, so the docs must name real ones."""
+    from falcon_platform.events.journal import EventKind
+
+    named = {
+        kind
+        for doc in FILE_DOCS
+        for kind in re.findall(r"--kind[ =]([a-z_]+)", doc.read_text(encoding="utf-8"))
+    }
+    assert len(named) > 10, named
+    assert named <= {k.value for k in EventKind}, named - {k.value for k in EventKind}
