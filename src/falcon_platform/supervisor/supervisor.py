@@ -652,7 +652,12 @@ class Supervisor:
         replacement (forked from the warm zygote) beside it, a surge like a Deployment's
         ``maxSurge``. Replaced in place instead, workers that leak in step (the seed's flag on
         every worker) drained together and left none ready for the drain and the boot (~3 s).
-        The slot's recycle count moves on to the replacement."""
+        The slot's recycle count moves on to the replacement. During a rolling restart the
+        worker is replaced in place instead: the restart tracks its workers by slot, and a
+        surge slot of the release it rolls away from would never be rolled."""
+        if rolling_to(self.rolling) is not None:
+            self._drain(slot, recycling=True)
+            return
         carried = self._recycles_carried.get(slot.release, 0)
         self._recycles_carried[slot.release] = carried + slot.recycles + 1
         self._drain(slot, retiring=True, recycling=True)
