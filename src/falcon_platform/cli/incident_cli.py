@@ -295,8 +295,11 @@ def postmortem(
     profile: ProfileOpt = None,
     env_file: EnvFileOpt = None,
 ) -> None:
-    """The postmortem in the seed template's shape, computed from the journal, the request
-    log and the SLI store: to stdout, or with its graphs (PNG, SVG) into --out DIR."""
+    """The postmortem in the seed template's shape, computed from the data.
+
+    From the journal, the request log and the SLI store: Markdown (or HTML) to stdout, or
+    with its graphs (PNG, SVG), the HTML page and the bundle into --out DIR.
+    """
     from falcon_platform.errors import InvalidInputError
     from falcon_platform.incidents.graphs import render_graphs
     from falcon_platform.incidents.postmortem import (
