@@ -114,6 +114,7 @@ def test_prod_restart_cannot_switch_profile_or_slip_faults_past_the_gate(
         )
         assert cli.returncode != 0
         assert "FALCON_PROFILE cannot change" in cli.stderr
+        assert "more: `falcon events --kind gate_refused --env-file" in cli.stderr
 
         # 4. A deliberate drill: an override with a reason is accepted and journaled; the new
         #    workers still run the prod profile, so the faults-in-prod alert can see them.

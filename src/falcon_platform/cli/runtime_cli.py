@@ -31,6 +31,7 @@ from falcon_platform.errors import (
     ConfigError,
     DependencyError,
     FalconError,
+    ReleaseRefusedError,
     RuntimeStateError,
     SupervisorUnreachableError,
 )
@@ -462,7 +463,13 @@ def restart(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with _client(settings) as client:
-        started = client.restart(env, override_gate=override_gate, allow_faults=allow_faults)
+        try:
+            started = client.restart(env, override_gate=override_gate, allow_faults=allow_faults)
+        except ReleaseRefusedError as exc:  # the gate said no: say where the refusal is kept
+            more = f"falcon events --kind gate_refused{address_args(profile, env_file)}"
+            raise ReleaseRefusedError(
+                f"{exc.detail}; nothing was replaced; more: `{more}`"
+            ) from None
         total = len(started["pending"])
         if not wait:
             _out().print(
