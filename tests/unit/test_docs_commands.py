@@ -109,11 +109,8 @@ _MADE_BY = re.compile(
 # Named by the docs of work in progress, made by nothing yet: listed here so the gap is visible
 # (the lead removes an entry when its doc or file is fixed).
 KNOWN_GAPS = {
-    "docs/DRILLS.md": "README's drills section links measured results not written yet (issue 16)",
     "/etc/falcon/falcon.env": "the game-day timer's EnvironmentFile (issue 16); Falcon's own "
     "files are /etc/falcon/prod.env and config/*.env",
-    "docs/images/": "console screenshots, written by FALCON_UPDATE_SCREENSHOTS=1 (issue 19)",
-    "docs/images/console-overview.png": "the README's console picture, not committed (issue 19)",
 }
 
 
