@@ -103,7 +103,7 @@ def test_events_page_newest_first_with_an_older_page() -> None:
 def test_sparkline_scales_to_the_largest_value_and_leaves_gaps() -> None:
     runs = views.sparkline([0.0, 5.0, None, 10.0], width=30, height=12)
     # x = index * 10; y = 12 - v/10 * 10 - 1
-    assert runs == ["0.0,11.0 10.0,6.0", "30.0,1.0"]
+    assert runs == ["0.0,11.0 10.0,6.0", "30.0,1.0 34.0,1.0"]  # a lone point: a 4-unit dash
     assert views.sparkline([None, None]) == []
     assert views.sparkline([0.0, 0.0], width=10, height=10) == ["0.0,9.0 10.0,9.0"]
 

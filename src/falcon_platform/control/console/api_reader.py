@@ -18,7 +18,7 @@ import httpx
 
 # Some routes (alert evaluation over days, a readyz probe of a worker) take a while on a busy
 # machine; a page must still render, saying what did not answer.
-TIMEOUT_S = 10.0
+TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def create_console_router(
     )
     readers: dict[int, ApiReader] = {}
     graphs: dict[str, tuple[float, dict[str, bytes]]] = {}  # incident id -> (when, graphs)
+    graph_lock = asyncio.Lock()
 
     def api(request: Request) -> ApiReader:
         app = request.app
@@ -352,19 +353,23 @@ def create_console_router(
             return refused
         if len(incident_id) > MAX_TARGET_CHARS or not name.endswith(".png"):
             return Response("not found", status_code=404, media_type="text/plain")
-        now = clock()
-        cached = graphs.get(incident_id)
-        if cached is None or now - cached[0] > GRAPH_CACHE_S:
-            bundle = await api(request).get(f"/incidents/{quote(incident_id, safe='')}/bundle")
-            if not bundle.ok or not isinstance(bundle.body, dict):
-                return Response("no such incident", status_code=404, media_type="text/plain")
-            from falcon_platform.incidents.graphs import render_graphs
+        # One drawing at a time (a page asks for all its graphs at once): the others wait for it
+        # and take the result, instead of each running matplotlib on the supervisor's CPU.
+        async with graph_lock:
+            now = clock()
+            cached = graphs.get(incident_id)
+            if cached is None or now - cached[0] > GRAPH_CACHE_S:
+                path = f"/incidents/{quote(incident_id, safe='')}/bundle"
+                bundle = await api(request).get(path)
+                if not bundle.ok or not isinstance(bundle.body, dict):
+                    return Response("no such incident", status_code=404, media_type="text/plain")
+                from falcon_platform.incidents.graphs import render_graphs
 
-            # matplotlib takes ~1 s: off the supervisor's loop, and kept for a minute
-            cached = (now, await asyncio.to_thread(render_graphs, bundle.body))
-            graphs[incident_id] = cached
-            while len(graphs) > 8:
-                graphs.pop(next(iter(graphs)))
+                # matplotlib takes ~1 s: off the supervisor's loop, and kept for a minute
+                cached = (now, await asyncio.to_thread(render_graphs, bundle.body))
+                graphs[incident_id] = cached
+                while len(graphs) > 8:
+                    graphs.pop(next(iter(graphs)))
         # the Markdown names the files as the CLI writes them: "<incident id>-<graph>.png"
         data = cached[1].get(name.removeprefix(f"{incident_id}-"))
         if data is None:

@@ -148,16 +148,22 @@ def sparkline(
     step = width / max(1, len(values) - 1)
     runs: list[str] = []
     current: list[str] = []
+
+    def close() -> None:
+        if len(current) == 1:  # a lone minute: a short dash, or it would not show at all
+            x, y = current[0].split(",")
+            current.append(f"{float(x) + min(step, 4.0):.1f},{y}")
+        if current:
+            runs.append(" ".join(current))
+        current.clear()
+
     for i, v in enumerate(values):
         if v is None or math.isnan(v):
-            if current:
-                runs.append(" ".join(current))
-                current = []
+            close()
             continue
         y = height - (v / top) * (height - 2) - 1
         current.append(f"{i * step:.1f},{y:.1f}")
-    if current:
-        runs.append(" ".join(current))
+    close()
     return runs
 
 
