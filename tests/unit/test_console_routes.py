@@ -73,7 +73,9 @@ def _app(
 
         @app.get("/rollout")
         async def rollout() -> dict[str, Any]:
-            return {"stable": "r1", "last_rollback": None, "rollout": {
+            last = {"from_release": "r3", "to_release": "r1", "finished_at": 0.0, "seconds": 4.2,
+                    "reason": "debug flag"}  # fmt: skip
+            return {"stable": "r1", "last_rollback": last, "rollout": {
                 "release": "r2", "from_release": "r1", "phase": "canary", "done": False, "step": 1,
                 "steps": [{}, {}], "weight": 25, "canary_workers": 1, "total_workers": 4,
                 "canary_share": 0.25, "started_at": 1.0, "analyses": 0, "last_analysis": None}}  # fmt: skip
@@ -286,6 +288,7 @@ async def test_rollout_shown_and_rollback_reports_the_apis_answer() -> None:
         after = (await client.get("/console/releases")).text
     assert "r2 step 1 of 2, canary share 25%" in overview
     assert "1 of 4 workers" in releases
+    assert "Last rollback: r3 → r1, 1970-01-01 00:00:00Z, took 4.2 s (debug flag)" in releases
     assert "Promote" in signed
     assert "Abort rollout" in signed
     assert done.headers["location"] == "/console/releases"

@@ -470,6 +470,12 @@ def _outcome(what: str, path: str, answer: Answer) -> tuple[str, str]:
         return ("good", f"Done: {what} (POST {path} answered {answer.status}).")
     if answer.absent:
         return ("bad", f"Not available: POST {path} does not exist in this build.")
+    if answer.status == 0:
+        return (
+            "bad",
+            f"No answer yet: {what} (POST {path}) may still be running; follow it on the "
+            "Releases and Events pages.",
+        )
     return ("bad", f"Refused: {what} (POST {path} answered {answer.status}: {answer.detail}).")
 
 
