@@ -4,8 +4,11 @@ No cluster and no Argo controller here, so each rendered query is run by ``promt
 (Prometheus's engine) on series of a good and of bad canaries, as Argo would run it: the
 template's arguments filled in, evaluated at one instant. promtool checks that the query
 returns the value worked out by hand below (or nothing); Argo's decision on that value is then
-replayed with the template's own conditions and limits (``testing/argo.py``). So a threshold
-that rendered into the wrong query, the wrong comparison or the wrong limit fails here.
+replayed with the template's own conditions and limits (``testing/argo.py``); and the local
+canary judge (``releases.judge.judge_canary``), given the same window as plain numbers, must
+fail exactly the checks Argo fails. So a threshold that rendered into the wrong query, the
+wrong comparison or the wrong limit, or a cluster judge that drifted from the local one,
+fails here.
 
 Series: 15 s scrapes, counters growing by a fixed amount per scrape, so over the 1 m window a
 rate is exactly (growth per scrape) / 15 s and ratios are ratios of growths.
@@ -13,6 +16,7 @@ rate is exactly (growth per scrape) / 15 s and ratios are ratios of growths.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,7 @@ import yaml
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
+from falcon_platform.releases.judge import CanaryLimits, WindowStats, judge_canary
 from falcon_platform.render.k8s import K8sOptions, manifests
 from falcon_platform.testing.argo import measurement_phase, metric_phase
 from falcon_platform.testing.servers import find_binary
@@ -56,13 +61,15 @@ def latency(release: str, pod: str, per_bucket: dict[str, float]) -> list[dict[s
     ]
 
 
-def memory(release: str, pod: str, start: int, per_scrape: int = 0) -> list[dict[str, str]]:
+def memory(
+    release: str, pod: str, start: int, per_scrape: int = 0, limit: int = LIMIT
+) -> list[dict[str, str]]:
     return [
         {
             "series": "falcon_process_resident_memory_bytes" + _labels(release, pod),
             "values": f"{start}+{per_scrape}x40",
         },
-        {"series": "falcon_memory_limit_bytes" + _labels(release, pod), "values": f"{LIMIT}x40"},
+        {"series": "falcon_memory_limit_bytes" + _labels(release, pod), "values": f"{limit}x40"},
     ]
 
 
@@ -77,6 +84,16 @@ STABLE_SERIES = [
     *latency(STABLE, "s1", FAST),
     *memory(STABLE, "s1", 200 * MIB),
 ]
+# Over the 1 m window (4 scrapes): stable served 400 requests, 4 of them 5xx, p95 97.5 ms.
+STABLE_STATS = WindowStats(requests=400, errors=4, p95_ms=97.5, memory_mb=200.0)
+STEP_S = 120.0  # the default spec's longest pause: Argo's stand-in for "the step's time left"
+
+
+def z(k1: int, n1: int, k2: int, n2: int) -> float:
+    """One-sided two-proportion z of "canary worse than stable by more than 0.01", pooled
+    variance, written out (the judge's test, the default max_error_rate_delta)."""
+    pooled = (k1 + k2) / (n1 + n2)
+    return (k1 / n1 - k2 / n2 - 0.01) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,9 @@ class Scenario:
     eval_time: str
     # metric -> (value promtool must return, or None for an empty result; Argo's phase)
     expected: dict[str, tuple[float | None, str]]
+    # the same window as the local judge sees it (releases.judge.WindowStats), by hand
+    canary: WindowStats
+    memory_limit_mb: float = 512
 
 
 SCENARIOS = [
@@ -101,11 +121,14 @@ SCENARIOS = [
         "5m",
         {
             "error-ratio": (0.0, "Successful"),  # no 5xx series at all: 0, not nothing
-            "error-ratio-delta": (0.0 - 0.01, "Successful"),
-            "latency-p95-ratio": (1.0, "Successful"),
+            "error-ratio-delta": (None, "Successful"),  # better than stable
+            "latency-p95-ratio": (None, "Successful"),  # p95 97.5 ms: under the 100 ms floor
             "memory-percent": (200 / 512 * 100, "Successful"),  # the worse pod: 39.0625
-            "memory-growth": (200 / 512, "Successful"),
+            "memory-growth": (None, "Successful"),  # flat
         },
+        WindowStats(
+            requests=160, errors=0, p95_ms=97.5, memory_mb=200.0, memory_slope_mb_per_min=0.0
+        ),
     ),
     Scenario(
         "bad: 12% errors, 5x slower, 88% of its memory limit",
@@ -119,42 +142,94 @@ SCENARIOS = [
         ],
         "5m",
         {
-            "error-ratio": (6 / 50, "Failed"),  # above 10%: the seed's rule
-            "error-ratio-delta": (6 / 50 - 0.01, "Failed"),
+            "error-ratio": (24 / 200, "Failed"),  # above 10%: the seed's rule
+            "error-ratio-delta": (z(24, 200, 4, 400), "Failed"),  # z = 5.5
             "latency-p95-ratio": (0.4875 / 0.0975, "Failed"),  # 5.0 > 1.5
             "memory-percent": (450 / 512 * 100, "Failed"),  # 87.89 > 80
-            "memory-growth": (450 / 512, "Successful"),  # flat: never reaches the limit
+            "memory-growth": (None, "Successful"),  # flat: never reaches the limit
         },
+        WindowStats(
+            requests=200, errors=24, p95_ms=487.5, memory_mb=450.0, memory_slope_mb_per_min=0.0
+        ),
     ),
     Scenario(
-        "subtle: 2.5% errors against stable's 1%",
+        "5% errors on 4,000 requests against stable's 1%: significantly worse",
+        [requests(CANARY, "c1", "200", 950), requests(CANARY, "c1", "500", 50)],
+        "5m",
+        {
+            "error-ratio": (200 / 4000, "Successful"),  # below the 10% abort
+            "error-ratio-delta": (z(200, 4000, 4, 400), "Failed"),  # z = 2.72 > 2.326
+        },
+        WindowStats(requests=4000, errors=200),
+    ),
+    Scenario(
+        "2.5% errors on 160 requests against stable's 1%: worse, but not significantly",
         [requests(CANARY, "c1", "200", 39), requests(CANARY, "c1", "500", 1)],
         "5m",
         {
-            "error-ratio": (1 / 40, "Successful"),  # below the 10% abort
-            "error-ratio-delta": (1 / 40 - 0.01, "Failed"),  # 0.015 > 0.01
+            "error-ratio": (4 / 160, "Successful"),
+            "error-ratio-delta": (z(4, 160, 4, 400), "Successful"),  # z = 0.45
         },
+        WindowStats(requests=160, errors=4),
     ),
     Scenario(
         "too little traffic: 10 requests a minute, half of them 5xx",
         [requests(CANARY, "c1", "200", 1.25), requests(CANARY, "c1", "500", 1.25)],
         "5m",
-        {  # 4 scrapes x 2.5 = 10 requests in the window < min_requests (100): no verdict
+        {  # 10 requests < abort_min_requests (20) and < min_requests (100): no verdict
             "error-ratio": (None, "Successful"),
             "error-ratio-delta": (None, "Successful"),
             "latency-p95-ratio": (None, "Successful"),
         },
+        WindowStats(requests=10, errors=5),
     ),
     Scenario(
-        "leak: 20 MiB per scrape from 200 MiB, judged after 2 minutes at 360 MiB",
+        "leak: 80 MB/min from 200 MB, judged after 2 minutes at 360 MB",
         [requests(CANARY, "c1", "200", 30), *memory(CANARY, "c1", 200 * MIB, 20 * MIB)],
         "2m",
-        {  # 360 MiB + (20 MiB / 15 s) x 120 s (the longest default pause) = 520 MiB > 512 MiB
+        {  # (512 - 360) MB / (80 MB/min) = 114 s to the limit, within the 120 s step
             "memory-percent": (360 / 512 * 100, "Successful"),  # 70.3% < 80%: not yet
-            "memory-growth": (520 / 512, "Failed"),  # aborted before the OOM kill
+            "memory-growth": (114 / 120, "Failed"),  # aborted before the OOM kill
         },
+        WindowStats(requests=120, memory_mb=360.0, memory_slope_mb_per_min=80.0),
+    ),
+    Scenario(
+        "steep leak: 120 MB/min at 340 MB of a 1 GiB limit: the limit in 342 s",
+        [
+            requests(CANARY, "c1", "200", 30),
+            *memory(CANARY, "c1", 100 * MIB, 30 * MIB, limit=1024 * MIB),
+        ],
+        "2m",
+        {  # steeper than 100 MB/min: judged over memory_horizon (600 s), not the step
+            "memory-percent": (340 / 1024 * 100, "Successful"),
+            "memory-growth": (342 / 600, "Failed"),
+        },
+        WindowStats(requests=120, memory_mb=340.0, memory_slope_mb_per_min=120.0),
+        memory_limit_mb=1024,
+    ),
+    Scenario(
+        "gentle growth: 40 MB/min at 400 MB, the limit only after the step; one pod warming up",
+        [
+            requests(CANARY, "c1", "200", 30),
+            *memory(CANARY, "c1", 200 * MIB, 10 * MIB),
+            *memory(CANARY, "c2", 200 * MIB, 2 * MIB),  # 240 MB: within 50 MB of stable's
+        ],
+        "5m",
+        {  # (512 - 400) MB / (40 MB/min) = 168 s > 120 s
+            "memory-percent": (400 / 512 * 100, "Successful"),  # 78.1%
+            "memory-growth": (168 / 120, "Successful"),
+        },
+        WindowStats(requests=120, memory_mb=400.0, memory_slope_mb_per_min=40.0),
     ),
 ]
+# Argo metric -> the local judge's check of the same rule (releases.judge.judge_canary)
+JUDGE_CHECK = {
+    "error-ratio": "error_ratio",
+    "error-ratio-delta": "error_ratio_vs_stable",
+    "latency-p95-ratio": "p95_ratio",
+    "memory-percent": "memory_percent",
+    "memory-growth": "seconds_to_memory_limit",
+}
 
 
 def rendered() -> dict[str, dict[str, Any]]:
@@ -208,6 +283,15 @@ def test_each_judge_query_returns_the_hand_worked_value_and_argo_decides_as_expe
     tmp_path: Path,
 ) -> None:
     judge = {m["name"]: m for m in rendered()["falcon-canary"]["spec"]["metrics"]}
+    checks_of = {
+        sc.name: judge_canary(
+            sc.canary,
+            STABLE_STATS,
+            CanaryLimits.from_spec(Spec().canary, memory_limit_mb=sc.memory_limit_mb),
+            step_left_s=STEP_S,
+        ).checks
+        for sc in SCENARIOS
+    }
     tests = []
     covered = set()
     for scenario in SCENARIOS:
@@ -219,6 +303,10 @@ def test_each_judge_query_returns_the_hand_worked_value_and_argo_decides_as_expe
             result = [] if value is None else [value]
             got = measurement_phase(None, metric["failureCondition"], result)
             assert got == phase, (scenario.name, name, result)
+            # the local judge on the same window fails the same check, or passes it
+            local = [c for c in checks_of[scenario.name] if c["check"] == JUDGE_CHECK[name]]
+            local_failed = any(c["passed"] is False for c in local)
+            assert local_failed == (phase == "Failed"), (scenario.name, name, local)
             if phase == "Failed":  # one failed measurement fails the metric: Argo aborts
                 assert metric_phase([got], failure_limit=metric["failureLimit"]) == "Failed"
                 covered.add(name)

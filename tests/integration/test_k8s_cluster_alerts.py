@@ -132,7 +132,8 @@ def test_the_pod_alerts_fire_on_an_oom_kill_and_a_crash_loop_not_on_a_plain_rest
 def test_the_rollout_alerts_fire_on_an_abort_and_on_a_pause_past_its_steps(
     tmp_path: Path,
 ) -> None:
-    """Default steps: pauses 1m, 1m, 2m; FalconRolloutPaused waits 2m + 10m = 12m."""
+    """Default steps: pauses 1m, 1m, 2m; FalconRolloutPaused waits 2m + canary's
+    inconclusive_timeout (5m) = 7m."""
     labels = {"namespace": "falcon-prod", "name": "falcon"}
     tests = [
         {
@@ -151,15 +152,15 @@ def test_the_rollout_alerts_fire_on_an_abort_and_on_a_pause_past_its_steps(
                 firing("FalconNoAvailablePod", "9m"),  # the stable pods serve
             ],
         },
-        {  # paused from 1m on (an Inconclusive step check): pending until 13m
+        {  # paused from 1m on (an Inconclusive step check): pending until 8m
             "interval": "1m",
             "input_series": [
                 {"series": f'rollout_info{{{ROLLOUT}, phase="Paused"}}', "values": "_ 1x20"},
                 {"series": 'rollout_info_replicas_available{namespace="falcon-prod", name="falcon"}', "values": "0 0 0 3x18"},
             ],
             "alert_rule_test": [
-                firing("FalconRolloutPaused", "12m"),
-                firing("FalconRolloutPaused", "13m", with_rule_labels("FalconRolloutPaused", "warning", **labels)),
+                firing("FalconRolloutPaused", "7m"),
+                firing("FalconRolloutPaused", "8m", with_rule_labels("FalconRolloutPaused", "warning", **labels)),
                 # none available from 0m to 2m: fires after 30 s (alerts.no_ready_worker_for)
                 firing("FalconNoAvailablePod", "1m", with_rule_labels("FalconNoAvailablePod", "critical", namespace="falcon-prod")),
                 firing("FalconNoAvailablePod", "4m"),

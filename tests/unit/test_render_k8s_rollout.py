@@ -34,11 +34,18 @@ TUNED = CanarySpec(
         CanaryStep(weight=50, pause=0),
         CanaryStep(weight=100, pause=5400),
     ],
+    interval=15,
     abort_error_rate=0.07,
+    abort_min_requests=40,
     max_error_rate_delta=0.02,
     max_latency_p95_ratio=1.8,
+    latency_floor_ms=250,
     max_memory_percent=75,
+    max_memory_slope_mb_per_min=60,
+    memory_horizon=1800,
+    memory_margin_mb=80,
     min_requests=250,
+    inconclusive_timeout=600,
 )
 
 
@@ -133,24 +140,38 @@ def test_go_durations_never_use_days() -> None:
 
 
 def test_the_judges_thresholds_are_the_spec_numbers() -> None:
-    """Each threshold of ``canary:`` is the number in its metric's condition; the traffic
-    guard (min_requests) gates every comparative query and closes each step."""
+    """Each threshold of ``canary:`` is the number in its metric's query or condition (the
+    numbers of TUNED, written out by hand); the traffic guard (min_requests) gates the
+    comparative queries and closes each step."""
     judge = metrics(objects(TUNED), "falcon-canary")
     conditions = {name: m["failureCondition"] for name, m in judge.items()}
     assert conditions == {
         "error-ratio": "len(result) > 0 && result[0] > 0.07",
-        "error-ratio-delta": "len(result) > 0 && result[0] > 0.02",
+        "error-ratio-delta": "len(result) > 0 && result[0] > 2.326",  # the judge's z, 1 %
         "latency-p95-ratio": "len(result) > 0 && result[0] > 1.8",
         "memory-percent": "len(result) > 0 && result[0] > 75",
-        "memory-growth": "len(result) > 0 && result[0] >= 1",
+        "memory-growth": "len(result) > 0 && result[0] <= 1",  # seconds left / horizon
     }
-    for name in ("error-ratio", "error-ratio-delta", "latency-p95-ratio"):
-        assert judge[name]["provider"]["prometheus"]["query"].rstrip().endswith(">= 250)")
-    # the longest pause (90 min) is the memory horizon, in seconds for predict_linear
-    assert ", 5400) /" in judge["memory-growth"]["provider"]["prometheus"]["query"]
+    q = {name: m["provider"]["prometheus"]["query"] for name, m in judge.items()}
+    assert q["error-ratio"].rstrip().endswith(">= 40)")  # abort_min_requests
+    for name in ("error-ratio-delta", "latency-p95-ratio"):
+        assert q[name].rstrip().endswith(">= 250)")  # min_requests
+    assert " - 0.02)\n/ sqrt(" in q["error-ratio-delta"]  # z of a difference above 0.02
+    assert ") > 0.02)\n" in q["error-ratio-delta"]  # and the raw difference above it
+    assert "[1m]))) > 0.25)\n" in q["latency-p95-ratio"]  # canary p95 above 250 ms
+    # memory: 60 MB/min = 1,048,576 B/MB x 60 / 60 s; steep judged over 1800 s, the rest
+    # over the longest pause (5400 s > 1800 s: both 5400); 80 MB above stable = 83,886,080 B
+    assert "> 1048576) / 5400)" in q["memory-growth"]
+    assert "> 0) / 5400)" in q["memory-growth"]
+    assert "> 83886080))" in q["memory-growth"]
+    one_step = TUNED.model_copy(update={"steps": [CanaryStep(weight=50, pause=60)]})
+    growth = metrics(objects(one_step), "falcon-canary")["memory-growth"]
+    query = growth["provider"]["prometheus"]["query"]
+    assert "> 1048576) / 1800)" in query  # steep: max(step, memory_horizon)
+    assert "> 0) / 60)" in query  # gentle: the step
     for m in judge.values():
         assert m["failureLimit"] == 0  # the first failing measurement aborts
-        assert m["interval"] == "30s"
+        assert m["interval"] == "15s"  # canary.interval
         assert "successCondition" not in m  # so no data is Successful, never Inconclusive
     (traffic,) = metrics(objects(TUNED), "falcon-canary-traffic").values()
     assert traffic["successCondition"] == "len(result) > 0 && result[0] >= 250"
@@ -245,12 +266,13 @@ def test_the_argo_replay_limits() -> None:
 
 def test_cluster_alerts_take_their_windows_from_the_spec() -> None:
     """The twins of the supervisor's alerts use the same spec windows; the paused-canary alert
-    waits out the longest pause plus 10 minutes (7 m, 20 m, 90 s, 5 m + 10 m: by hand)."""
+    waits out the longest pause plus inconclusive_timeout (7 m, 20 m, 90 s, 5 m + 5 m)."""
     spec = Spec(
         alerts=AlertSpec(oom_kill_window=420, no_ready_worker_for=90),
         restart=RestartSpec(crash_loop_window=1200),
         canary=CanarySpec(
-            steps=[CanaryStep(weight=10, pause=30), CanaryStep(weight=50, pause=300)]
+            steps=[CanaryStep(weight=10, pause=30), CanaryStep(weight=50, pause=300)],
+            inconclusive_timeout=300,
         ),
     )
     (rule,) = [
@@ -262,7 +284,7 @@ def test_cluster_alerts_take_their_windows_from_the_spec() -> None:
     assert "[7m]" in alerts["FalconPodOOMKilled"]["expr"]
     assert "[20m]" in alerts["FalconPodCrashLooping"]["expr"]
     assert alerts["FalconNoAvailablePod"]["for"] == "90s"
-    assert alerts["FalconRolloutPaused"]["for"] == "15m"
+    assert alerts["FalconRolloutPaused"]["for"] == "10m"  # 300 s pause + 300 s timeout
     assert "for" not in alerts["FalconRolloutAborted"]  # at once, as the local abort alert
     assert {a: r["labels"]["severity"] for a, r in alerts.items()} == {
         "FalconPodOOMKilled": "critical",

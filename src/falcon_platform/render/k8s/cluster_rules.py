@@ -22,9 +22,6 @@ from falcon_platform.render.k8s import options as o
 from falcon_platform.render.k8s.names import Names
 
 GROUP = "falcon-kubernetes"
-# A canary paused this long past its longest timed pause is waiting for a person (an
-# Inconclusive step check, or a manual pause), not for its timer.
-PAUSED_MARGIN_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +82,10 @@ def cluster_alerts(spec: Spec, names: Names, *, rollout: bool) -> list[ClusterAl
         ),
     ]
     if rollout:
+        # Paused this long past its longest timed pause (canary.inconclusive_timeout, after
+        # which the local rollout aborts), a canary waits for a person, not for its timer.
         longest = max([s.pause for s in spec.canary.steps], default=0.0)
+        stuck = longest + spec.canary.inconclusive_timeout
         rollout_info = f'rollout_info{{name="{names.workload}"'
         alerts += [
             ClusterAlert(
@@ -103,10 +103,10 @@ def cluster_alerts(spec: Spec, names: Names, *, rollout: bool) -> list[ClusterAl
                 "FalconRolloutPaused",
                 "warning",
                 f'max by (namespace, name) ({rollout_info}, phase="Paused"}}) == 1',
-                longest + PAUSED_MARGIN_S,
+                stuck,
                 "Rollout {{ $labels.name }} has been paused longer than any canary step",
-                f"Paused for more than {format_duration(longest + PAUSED_MARGIN_S)} (the longest "
-                "step pause plus 10 minutes): a step's traffic check was Inconclusive (too few "
+                f"Paused for more than {format_duration(stuck)} (the longest step pause plus "
+                "canary.inconclusive_timeout): a step's traffic check was Inconclusive (too few "
                 "requests for a verdict) or someone paused it; it waits for promote or abort.",
                 "",
             ),

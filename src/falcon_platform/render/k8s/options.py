@@ -63,8 +63,6 @@ ROLLOUT_HASH_LABEL = "rollouts-pod-template-hash"
 SCRAPE_INTERVAL_S = 15
 # A rate needs two samples in its window; four scrapes tolerate one missed scrape.
 ANALYSIS_WINDOW_S = 4 * SCRAPE_INTERVAL_S
-# Argo measures every other scrape: each measurement sees at least one new sample.
-ANALYSIS_INTERVAL_S = 2 * SCRAPE_INTERVAL_S
 # prometheus-operator's governing Service for a Prometheus in namespace `monitoring`.
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"  # the Grafana sidecar's default label
