@@ -94,15 +94,23 @@ async def test_a_lone_request_is_not_held_for_max_wait() -> None:
 async def test_full_queue_sheds_load_with_overloaded() -> None:
     gate = threading.Event()
 
+    entered = threading.Event()
+
     def blocked(texts: Sequence[str]) -> np.ndarray:
+        entered.set()
         gate.wait(5)
         return np.ones((len(texts), 2))
 
-    batcher = MicroBatcher(blocked, max_size=1, max_wait_s=0, queue_max=2, timeout_s=5)
+    batcher = MicroBatcher(
+        blocked, max_size=1, max_wait_s=0, queue_max=2, timeout_s=5, executor="thread"
+    )
     await batcher.start()
     try:
         first = batcher.submit("in the model")
-        await asyncio.sleep(0.05)  # the collector took it; the model is now blocked
+        deadline = asyncio.get_running_loop().time() + 5
+        while not entered.is_set():  # the collector took it; the model is now blocked
+            assert asyncio.get_running_loop().time() < deadline, "the model was never called"
+            await asyncio.sleep(0.001)
         queued = [batcher.submit("q1"), batcher.submit("q2")]
         with pytest.raises(OverloadedError) as info:
             batcher.submit("one too many")
@@ -123,7 +131,10 @@ async def test_a_hung_model_answers_inference_timeout() -> None:
         gate.wait(5)
         return np.ones((len(texts), 2))
 
-    batcher = MicroBatcher(hung, max_size=8, max_wait_s=0, queue_max=10, timeout_s=0.2)
+    # Only a thread lets the loop answer while the model hangs (inline, the loop is stuck).
+    batcher = MicroBatcher(
+        hung, max_size=8, max_wait_s=0, queue_max=10, timeout_s=0.2, executor="thread"
+    )
     await batcher.start()
     try:
         loop = asyncio.get_running_loop()

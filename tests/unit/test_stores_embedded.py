@@ -6,6 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from falcon_platform.config.settings import Settings
@@ -128,3 +129,25 @@ def test_migrated_sqlite_schema_equals_the_metadata(tmp_path: Path) -> None:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         engine.dispose()
+
+
+def test_ensure_schema_migrates_a_new_sqlite_once_then_only_reads_the_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor migrates before any worker starts; a worker then finds the schema at
+    head and runs no migration (N workers used to run N upgrades at once)."""
+    settings = Settings(home=tmp_path)
+    upgrades: list[str | None] = []
+    real_upgrade = database.upgrade
+
+    def counting_upgrade(s: Settings, url: str | None = None) -> database.SchemaState:
+        upgrades.append(url)
+        return real_upgrade(s, url)
+
+    monkeypatch.setattr(database, "upgrade", counting_upgrade)
+    database.ensure_schema(settings)  # the supervisor, first
+    assert upgrades == [database.local_sqlite_url(settings)]
+    assert database.schema_state(settings).up_to_date
+    for _ in range(3):  # three workers
+        database.ensure_schema(settings)
+    assert len(upgrades) == 1

@@ -5,8 +5,15 @@ grouping decides throughput; *when* to flush decides the tail. A fixed sleep
 adds its whole length to every request. Instead the collector yields to the
 event loop and flushes as soon as a full pass of the loop added nothing to the
 queue (the loop has nothing else ready), or at ``max_size``, or at ``max_wait``
-— see :func:`keep_collecting`. While one batch computes (in a single worker
-thread by default), the loop keeps parsing requests, which form the next batch.
+— see :func:`keep_collecting`.
+
+Where a batch computes: ``inline`` (the default, as ``FALCON_BATCH_EXECUTOR`` defaults to it)
+runs ``predict_proba`` on the event loop; ``thread`` runs it in one worker thread while the loop
+keeps parsing requests, which form the next batch. Inline was measured faster on one core
+(bigger batches, no GIL handoffs: ~4,800 vs ~3,300-4,300 req/s, docs/CAPACITY_PLAN.md, from
+``bench/run.py --compare-executors``); the thread keeps loop lag lower, and only with it can
+``timeout_s`` answer a request whose batch hangs inside the model (inline, a hung model stalls
+the loop and the supervisor's liveness probe replaces the worker).
 
     batcher = MicroBatcher(model.predict_proba, max_size=64, max_wait_s=0.002,
                            queue_max=2048, timeout_s=5.0)
@@ -81,7 +88,7 @@ class MicroBatcher:
         max_wait_s: float,
         queue_max: int,
         timeout_s: float,
-        executor: Executor = "thread",
+        executor: Executor = "inline",
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._predict = predict

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -171,6 +170,8 @@ def upgrade(settings: Settings, url: str | None = None) -> SchemaState:
     Serialised by a lock file under ``data_dir`` so workers starting together on one
     machine do not race on the embedded SQLite.
     """
+    from alembic import command  # only where migrations run: a worker reads the revision
+
     url = url or database_url(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings, url, pool_size=1)
@@ -191,11 +192,16 @@ def upgrade(settings: Settings, url: str | None = None) -> SchemaState:
 def ensure_schema(settings: Settings) -> None:
     """Make the schema usable: upgrade the embedded SQLite; refuse an external one that is behind.
 
-    The local SQLite (idempotency fallback) is always upgraded. With FALCON_DATABASE_URL set,
-    a schema behind head raises ``SchemaBehindError`` naming ``falcon db upgrade``; an
+    The local SQLite (idempotency fallback) is upgraded only when it is behind: under a
+    supervisor that has already happened once, before any worker starts (``falcon up`` runs
+    this first), so a worker only reads the revision; a worker started on its own (a pod, plain
+    uvicorn) upgrades its own file, serialised by a lock. With FALCON_DATABASE_URL set, a
+    schema behind head raises ``SchemaBehindError`` naming ``falcon db upgrade``; an
     unreachable database raises ``DependencyError``.
     """
-    upgrade(settings, local_sqlite_url(settings))
+    local = local_sqlite_url(settings)
+    if not schema_state(settings, local).up_to_date:
+        upgrade(settings, local)
     if is_embedded(settings):
         return
     state = schema_state(settings)

@@ -41,7 +41,7 @@ PRELOAD_MODULES = (
     "falcon_platform.config.specfile",
     "falcon_platform.chaos.faults",
     "falcon_platform.observability.logging",
-    "alembic.command",
+    # not alembic.command: the supervisor migrates before any worker starts (stores.database)
     "sqlalchemy.dialects.sqlite",
     "uvicorn",
     "uvloop",
