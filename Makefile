@@ -35,8 +35,14 @@ unit: install
 integration: install system-deps
 	$(BIN)/pytest tests/integration tests/e2e
 
+# Two phases: the tests that wait on processes run 4 at a time (one module per xdist worker, so
+# a module's servers start once); the `serial` ones (e2e, slow, timing-sensitive) then run alone.
+# Exit code 5 (no test selected) is not a failure of a phase.
+PYTEST_PARALLEL ?= -n 4 --dist loadscope
+
 test: install system-deps lint typecheck
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not serial" --durations=15 || [ $$? -eq 5 ]
+	$(BIN)/pytest -m serial --durations=15 || [ $$? -eq 5 ]
 
 bench: install system-deps
 	$(BIN)/python bench/run.py

@@ -25,7 +25,8 @@ from schemathesis.specs.openapi.checks import (
 
 from conftest import ServerProcess
 
-pytestmark = pytest.mark.integration
+# serial: fuzzing within a time budget
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 CHECKS = [
     not_a_server_error,

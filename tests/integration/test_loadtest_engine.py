@@ -20,7 +20,8 @@ from falcon_platform.loadtest import LoadOptions, LoadPlan, run_load
 from falcon_platform.loadtest.engine import Outcome
 from falcon_platform.testing.net import free_port, wait_for_http
 
-pytestmark = pytest.mark.integration
+# serial: asserts the engine holds its target rate within 2%
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

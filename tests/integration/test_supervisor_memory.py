@@ -14,7 +14,8 @@ import pytest
 from falcon_platform.supervisor.enforcers import detect_enforcer
 from falcon_platform.testing.supervisor import RunningSupervisor, start_supervisor, train_model
 
-pytestmark = pytest.mark.integration
+# serial: asserts the watchdog's reaction time (< 0.75 s) under a leak
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 SPEC = """
 restart:

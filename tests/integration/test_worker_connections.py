@@ -25,7 +25,8 @@ import pytest
 from conftest import BIN, ServerProcess, read_http_response, start_server
 from falcon_platform.testing.net import free_port, wait_for_http
 
-pytestmark = pytest.mark.integration
+# serial: asserts how fast hostile connections are refused, and a descriptor reserve under a flood
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 LIMITS = {
     "FALCON_HEADER_TIMEOUT_S": "1",
