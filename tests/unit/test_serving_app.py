@@ -7,7 +7,7 @@ import math
 import re
 import struct
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -450,10 +450,19 @@ class _GatedModel:
         self.labels, self.metadata = self._inner.labels, {}
         self.gate = threading.Event()
         self.gate.set()  # open for the warm-up
+        self.entered = threading.Event()  # set each time predict_proba is called
 
     def predict_proba(self, texts: Sequence[str]) -> Any:
+        self.entered.set()
         self.gate.wait(10)
         return self._inner.predict_proba(texts)
+
+
+async def _until(condition: Callable[[], bool], what: str, within_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
 
 
 async def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
@@ -464,10 +473,12 @@ async def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     app = create_app(settings, model=model, stores=fake_stores())
     async with app.router.lifespan_context(app), await _client(app) as client:
         model.gate.clear()
+        model.entered.clear()
+        batcher = app.state.falcon.batcher
         first = asyncio.create_task(client.post("/infer", json={"text": "in the model"}))
-        await asyncio.sleep(0.2)
+        await _until(model.entered.is_set, "the first request to reach the model")
         second = asyncio.create_task(client.post("/infer", json={"text": "queued"}))
-        await asyncio.sleep(0.2)
+        await _until(lambda: batcher.depth == 1, "the second request to be queued")
         shed = await client.post("/infer", json={"text": "one too many"})
         model.gate.set()
         assert (await first).status_code == 200

@@ -260,11 +260,28 @@ def test_without_the_privilege_to_raise_it_back_the_shipper_says_so_once(
 
     # As an unprivileged user: lowering the priority works, raising it back does not.
     monkeypatch.setattr(shipper_module, "thread_nice", lambda: 0)
-    monkeypatch.setattr(shipper_module, "set_thread_nice", lambda nice: nice > 0)
+    raise_attempts: list[int] = []
+
+    def set_thread_nice(nice: int) -> bool:
+        if nice <= 0:
+            raise_attempts.append(nice)
+        return nice > 0
+
+    monkeypatch.setattr(shipper_module, "set_thread_nice", set_thread_nice)
     shipper, _ = _behind_shipper(tmp_path)
+    ticks: list[float] = []
+    real_tick = shipper._tick
+
+    def counting_tick(deadline: float) -> bool:
+        ticks.append(deadline)
+        return real_tick(deadline)
+
+    shipper._tick = counting_tick  # type: ignore[method-assign]
     with caplog.at_level("WARNING", logger="falcon.stores.shipper"):
         shipper.start()
-        time.sleep(0.5)  # dozens of ticks with the backlog in place
+        # Dozens of ticks with the backlog in place after the one failed attempt to raise it.
+        assert _until(lambda: bool(raise_attempts) and len(ticks) >= 30, within_s=20), ticks
+        assert len(raise_attempts) == 1  # it does not keep trying (and warning) every tick
         shipper.stop(0.5)
     behind = [r for r in caplog.records if "cannot raise its priority back" in r.getMessage()]
     assert len(behind) == 1
