@@ -217,3 +217,35 @@ def test_error_spike_on_a_deployment_with_incidents_needs_one_opened() -> None:
     assert by_key(checks)["incident opened"] is True
     assert t.measured["incident"] == "INC-2026-11-30-001"
     assert t.measured["incident_mitigated"] is False
+
+
+def test_bad_deploy_refused_by_the_gate_and_never_started() -> None:
+    from falcon_platform.drills.deploys import judge_refused
+
+    state = {"release": "r5", "phase": "refused", "reason": "memory slope", "gate": {}}
+    refused = {**ev("gate_refused", 12.0), "release": "r5"}
+    ok = answers((1.0, 1.1, 200), (2.0, 2.1, 200))
+    checks, t = judge_refused(j.Observation(T0, [refused], ok, T0 + 13), state)
+    assert all(c.met for c in checks)
+    assert t.detection_s == pytest.approx(12.0)
+    started = {**ev("worker_started", 5.0, "w9"), "release": "r5"}
+    checks, _ = judge_refused(j.Observation(T0, [refused, started], ok, T0 + 13), state)
+    assert by_key(checks)["never_started"] is False
+
+
+def test_bad_deploy_forced_needs_abort_without_oom_and_few_failures() -> None:
+    from falcon_platform.drills.deploys import judge_aborted
+
+    state = {"release": "r6", "phase": "aborted", "first_canary_traffic_at": T0 + 4}
+    aborted = {**ev("rollout_aborted", 7.0), "release": "r6"}
+    back = ev("rollback_finished", 9.0)
+    opened = ev("incident_joined", 7.5, incident="INC-2026-11-30-002")
+    a = answers(*[(0.1 * i, 0.1 * i + 0.02, 200) for i in range(100)])
+    obs = j.Observation(T0, [aborted, back, opened], a, T0 + 10)
+    checks, t = judge_aborted(obs, state, incidents=True)
+    assert all(c.met for c in checks), checks
+    assert (t.detection_s, t.mitigation_s) == (pytest.approx(3.0), pytest.approx(5.0))
+    assert t.measured["incident"] == "INC-2026-11-30-002"
+    oom = {**ev("worker_exited", 6.0, "w9", oom_killed=True, reason="OOMKilled"), "release": "r6"}
+    checks, _ = judge_aborted(j.Observation(T0, [aborted, oom], a, T0 + 10), state, incidents=False)
+    assert by_key(checks)["no_oom_kill"] is False
