@@ -3,6 +3,7 @@
     log = SpoolingRequestLog(settings, breaker=CircuitBreaker("postgresql"))
     await log.start()        # ships what an earlier incarnation of this worker left, starts the shipper
     log.append(record)       # one os.write; OverloadedError (503) when the disk budget is spent
+    await log.append_in_tick(record)   # the serving path: one os.write for the whole loop tick
     await log.close()        # rotate and ship what is left, bounded by the shutdown grace
 
     ship_orphans(settings, "w3")   # the supervisor, after worker w3 died; or for every worker dir
@@ -64,10 +65,45 @@ class SpoolingRequestLog:
         )
         self._engine: Engine | None = None
         self._shipper: Shipper | None = None
+        self._lines: list[bytes] = []  # rows of this loop tick, written together
+        self._queued_bytes = 0
+        self._tick: asyncio.Future[None] | None = None
 
     def append(self, record: RequestLogRecord) -> None:
         """Write the row to the current segment (no fsync); raises ``OverloadedError`` when full."""
         self.writer.append(encode_record(record))
+
+    def append_in_tick(self, record: RequestLogRecord) -> asyncio.Future[None]:
+        """Queue the row for this loop tick's one write; await the result before responding.
+
+        Every request of a tick awaits the same future, resolved once the tick's rows are
+        in the segment (one ``os.write`` instead of one per request), or failed with the
+        write's error. ``OverloadedError`` (disk budget) is raised here, at once."""
+        line = encode_record(record)
+        self.writer.check_room(len(line), self._queued_bytes)
+        self._lines.append(line)
+        self._queued_bytes += len(line)
+        tick = self._tick
+        if tick is None:
+            loop = asyncio.get_running_loop()
+            tick = self._tick = loop.create_future()
+            loop.call_soon(self.write_tick)
+        return tick
+
+    def write_tick(self) -> None:
+        """Write the queued rows now (the loop calls it once per tick; close() too)."""
+        lines, tick = self._lines, self._tick
+        self._lines, self._queued_bytes, self._tick = [], 0, None
+        if not lines:
+            return
+        try:
+            self.writer.append_many(lines)
+        except Exception as exc:
+            if tick is not None and not tick.done():
+                tick.set_exception(exc)
+            return
+        if tick is not None and not tick.done():
+            tick.set_result(None)
 
     async def start(self) -> None:
         self._engine = make_engine(self.settings)
@@ -83,6 +119,7 @@ class SpoolingRequestLog:
         await asyncio.to_thread(self._shipper.start)
 
     async def close(self) -> None:
+        self.write_tick()
         budget = max(0.5, self.settings.shutdown_grace_s - 1.0)
         if self._shipper is not None:
             await asyncio.to_thread(self._shipper.stop, budget)
