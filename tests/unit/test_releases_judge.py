@@ -8,11 +8,19 @@ with a 512 MB limit reaches it in 312 / 100 = 3.1 s.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from falcon_platform.config.spec import CanarySpec, GateSpec
-from falcon_platform.releases.gate import LoadGateNumbers, judge_load_gate
+from falcon_platform.errors import ModelError
+from falcon_platform.releases.gate import (
+    LoadGateNumbers,
+    ModelFacts,
+    judge_load_gate,
+    judge_model_gate,
+    model_facts,
+)
 from falcon_platform.releases.judge import (
     CanaryLimits,
     Verdict,
@@ -189,3 +197,29 @@ def test_histogram_quantile_interpolates_like_prometheus() -> None:
     assert histogram_quantile(0.5, buckets) == pytest.approx(0.01)
     assert histogram_quantile(0.95, buckets) == pytest.approx(0.05 + 0.05 * 0.5)
     assert histogram_quantile(0.95, {}) is None
+
+
+def test_the_model_gate_refuses_changed_labels_and_a_worse_held_out_score() -> None:
+    gate = GateSpec()
+    stable = ModelFacts("a" * 64, ("negative", "neutral", "positive"), 0.83)
+    assert judge_model_gate(None, stable, gate)[0]["passed"]
+    same = judge_model_gate(stable, stable, gate)
+    assert [c["detail"] for c in same] == ["same model as stable (sha256 aaaaaaaaaaaa)"]
+    better = ModelFacts("b" * 64, stable.labels, 0.815)  # drop 0.015 <= 0.02
+    assert all(c["passed"] for c in judge_model_gate(stable, better, gate))
+    worse = ModelFacts("b" * 64, stable.labels, 0.78)  # drop 0.05 > 0.02
+    [labels, score] = judge_model_gate(stable, worse, gate)
+    assert labels["passed"]
+    assert not score["passed"]
+    assert "0.780 vs stable's 0.830" in score["detail"]
+    relabelled = ModelFacts("c" * 64, ("negative", "positive"), 0.9)
+    [labels, _] = judge_model_gate(stable, relabelled, gate)
+    assert not labels["passed"]
+    assert "removed ['neutral']" in labels["detail"]
+    allowed = GateSpec(allow_label_change=True)
+    assert judge_model_gate(stable, relabelled, allowed)[0]["passed"]
+
+
+def test_model_facts_come_from_the_trained_metadata(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"metadata\.json missing"):
+        model_facts(tmp_path)

@@ -62,10 +62,10 @@ def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def client(profile: str | None, env_file: Path | None = None) -> Any:
+def client(profile: str | None, env_file: Path | None = None, *, timeout: float = 30.0) -> Any:
     from falcon_platform.cli.options import control_client
 
-    return control_client(profile, env_file, timeout=30.0)
+    return control_client(profile, env_file, timeout=timeout)
 
 
 def who() -> str:
@@ -428,8 +428,7 @@ def rollback(
 ) -> None:
     """Return to the previous (or the named) good release: its workers start beside the
     current ones, then those drain; no request is dropped."""
-    with client(profile, env_file) as c:
-        c._http.timeout = 300.0
+    with client(profile, env_file, timeout=300.0) as c:  # returns once the workers are ready
         body = c.rollback(to, reason or f"rollback by {who()}")
     if as_json:
         typer.echo(json.dumps(body, indent=2))

@@ -265,6 +265,12 @@ class GateSpec(_Section):
     memory_noise_mb: float = Field(
         default=5, ge=0, description="Growth below this is warm-up: no slope projected."
     )
+    max_score_drop: float = Field(
+        default=0.02, ge=0, le=1, description="Held-out macro F1 below stable's by more: refuse."
+    )
+    allow_label_change: bool = Field(
+        default=False, description="A model with other labels than stable's may deploy."
+    )
 
 
 class LoadStage(_Section):

@@ -140,6 +140,62 @@ def judge_load_gate(
     return LoadGateResult(all(c["passed"] for c in checks), checks, n.to_dict())
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the model gate compares, from a model directory's ``metadata.json``."""
+
+    sha256: str
+    labels: tuple[str, ...]
+    score: float | None  # macro F1 on the model's own held-out split, as trained
+
+
+def model_facts(model_dir: Path) -> ModelFacts:
+    """Read the facts (``ModelError`` with the fix when the metadata is missing or invalid)."""
+    from falcon_platform.model.artifact import read_metadata
+
+    meta = read_metadata(model_dir)
+    score = meta.metrics.get("macro_f1")
+    return ModelFacts(meta.sha256, tuple(meta.labels),
+                      float(score) if isinstance(score, int | float) else None)  # fmt: skip
+
+
+def judge_model_gate(
+    stable: ModelFacts | None, new: ModelFacts, gate: GateSpec
+) -> list[dict[str, Any]]:
+    """Pure: the labels must not change (unless ``gate.allow_label_change``) and the held-out
+    score must not be worse than the stable model's by more than ``gate.max_score_drop``."""
+    if stable is None:
+        return [{"check": "model", "passed": True,
+                 "detail": "no stable model to compare with"}]  # fmt: skip
+    if new.sha256 == stable.sha256:
+        return [{"check": "model", "passed": True,
+                 "detail": f"same model as stable (sha256 {new.sha256[:12]})"}]  # fmt: skip
+    checks: list[dict[str, Any]] = []
+    added = sorted(set(new.labels) - set(stable.labels))
+    removed = sorted(set(stable.labels) - set(new.labels))
+    same = not added and not removed
+    checks.append({
+        "check": "model_labels",
+        "passed": same or gate.allow_label_change,
+        "detail": "labels unchanged" if same else
+        f"labels changed: added {added}, removed {removed}"
+        + ("" if gate.allow_label_change else " (set gates.allow_label_change to allow it)"),
+    })  # fmt: skip
+    if new.score is not None and stable.score is not None:
+        drop = stable.score - new.score
+        ok = drop <= gate.max_score_drop
+        checks.append({
+            "check": "model_score",
+            "passed": ok,
+            "detail": f"held-out macro F1 {new.score:.3f} vs stable's {stable.score:.3f} "
+            f"(drop {drop:+.3f} {'<=' if ok else '>'} {gate.max_score_drop:g})",
+        })  # fmt: skip
+    else:
+        checks.append({"check": "model_score", "passed": True,
+                       "detail": "no held-out score recorded for one of the models"})  # fmt: skip
+    return checks
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -25,9 +25,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from falcon_platform.errors import InvalidInputError, RuntimeStateError
+from falcon_platform.errors import FalconError, InvalidInputError, RuntimeStateError
 from falcon_platform.events.journal import EventKind
-from falcon_platform.releases.gate import run_load_gate
+from falcon_platform.releases.gate import (
+    ModelFacts,
+    judge_model_gate,
+    model_facts,
+    run_load_gate,
+)
 from falcon_platform.releases.judge import Analysis, CanaryLimits, Verdict, judge_canary
 from falcon_platform.releases.manager import ReleaseManager
 from falcon_platform.releases.record import GOOD_STATES, ReleaseRecord, ReleaseState, with_gate
@@ -295,8 +300,11 @@ class Rollouts:
             )
             rollout.move(Phase.CANARY)
             return record
-        if not gates.load_test:
-            rollout.gate = {"verdict": "passed", "checks": [config_check]}
+        model_checks = self._model_checks(rollout)
+        if not all(c["passed"] for c in model_checks):
+            rollout.gate = {"verdict": "refused", "checks": [config_check, *model_checks]}
+        elif not gates.load_test:
+            rollout.gate = {"verdict": "passed", "checks": [config_check, *model_checks]}
         else:
             rollout.waiting = (
                 f"load gate: one {rollout.release} worker on a private port, "
@@ -309,7 +317,7 @@ class Rollouts:
             )  # fmt: skip
             rollout.gate = {
                 "verdict": "passed" if result.passed else "refused",
-                "checks": [config_check, *result.checks],
+                "checks": [config_check, *model_checks, *result.checks],
                 "numbers": result.numbers,
             }
         rollout.waiting = None
@@ -317,7 +325,7 @@ class Rollouts:
         record = self.manager.save(with_gate(record, rollout.gate, now=now))
         if rollout.gate["verdict"] == "refused":
             failing = [c["detail"] for c in rollout.gate["checks"] if not c["passed"]]
-            why = "load gate refused: " + "; ".join(failing)
+            why = "gate refused: " + "; ".join(failing)
             self.journal.record(
                 EventKind.GATE_REFUSED,
                 release=rollout.release,
@@ -336,6 +344,24 @@ class Rollouts:
         )
         rollout.move(Phase.CANARY)
         return record
+
+    def _model_checks(self, rollout: Rollout) -> list[dict[str, Any]]:
+        """The model gate: the release's model against the stable release's (metadata)."""
+
+        def model_dir(release_id: str) -> Any:
+            release = self.sup.releases.get(release_id)
+            settings = release.settings if release is not None else None
+            return (settings or self.sup.settings).resolved_model_path
+
+        try:
+            new = model_facts(model_dir(rollout.release))
+        except FalconError as exc:
+            return [{"check": "model", "passed": False, "detail": exc.detail}]
+        try:
+            stable: ModelFacts | None = model_facts(model_dir(rollout.from_release))
+        except FalconError:
+            stable = None
+        return judge_model_gate(stable, new, self.sup.spec.gates)
 
     async def _canary(self, rollout: Rollout, record: ReleaseRecord) -> None:
         spec = self.sup.spec.canary
