@@ -47,7 +47,7 @@ ModelOpt = Annotated[
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (shown in `falcon releases list`).")]
 SkipGateOpt = Annotated[
     str | None,
-    typer.Option("--skip-gate", help="Skip the gate (config and load test); reason journaled."),
+    typer.Option("--skip-gate", help="Skip the gate (config, model, load test); reason journaled."),
 ]
 FaultsOpt = Annotated[
     bool, typer.Option("--allow-faults", help="Allow FALCON_FAULTS (a deliberate fault drill).")
@@ -340,7 +340,7 @@ def deploy(
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Create a release and roll it out: gate (config + load test), canary steps, promote.
+    """Create a release and roll it out: gate (config, model, load test), canary steps, promote.
 
     The supervisor runs the rollout (a terminal that dies does not stop it). Exit codes:
     0 promoted, 3 refused by the gate, 4 aborted and rolled back, 2 bad usage."""
