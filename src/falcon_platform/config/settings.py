@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(default=10.0, gt=0, le=600)
     # An idle kept-alive connection is closed after this.
     keepalive_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    # A kept-alive connection older than this answers its next request with `Connection:
+    # close`, so clients reconnect and new workers (a canary, a replacement) get their share
+    # of busy kept-alive clients. 0 = never.
+    max_connection_age_s: float = Field(default=30.0, ge=0, le=86_400)
     # Request head over this many bytes, or with more header fields: 431, before buffering it.
     max_header_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
     max_header_count: int = Field(default=100, ge=8, le=10_000)

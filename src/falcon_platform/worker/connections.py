@@ -14,6 +14,14 @@ returns a subclass that adds, per connection:
   ``header_timeout_s`` of connecting (or of the first byte of a later request); a partial head
   is answered 408, a connection that sent nothing is closed.
 - **Keep-alive timeout**: ``keepalive_timeout_s`` idle between requests, then closed.
+- **Connection age**: a connection older than ``max_connection_age_s`` answers its next
+  request with ``Connection: close`` (gRPC's MAX_CONNECTION_AGE): without it a busy
+  kept-alive client stays on the workers it first reached and a canary or a replacement never
+  gets its share.
+- **Drain** (``ConnectionGuard.drain``): once the listener is closed, every response carries
+  ``Connection: close``, so a kept-alive client learns from the answer itself not to reuse the
+  connection; the server closes only connections that stayed idle through the drain window
+  (closing an idle connection at any moment races a client that is sending on it).
 - **A cap** (``ConnectionTable``): at most ``cap`` connections per worker. A new connection
   beyond it evicts the least recently useful idle one (no request in flight; ordered by the
   last completed response, or connect time), like nginx reusing keep-alive connections when
@@ -77,6 +85,7 @@ REASONS = (
 class ConnectionLimits:
     header_timeout_s: float = 10.0
     keepalive_timeout_s: float = 5.0
+    max_connection_age_s: float = 30.0
     max_header_bytes: int = 65_536
     max_header_count: int = 100
     cap: int = 4096
@@ -127,6 +136,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     return ConnectionLimits(
         header_timeout_s=settings.header_timeout_s,
         keepalive_timeout_s=settings.keepalive_timeout_s,
+        max_connection_age_s=settings.max_connection_age_s,
         max_header_bytes=settings.max_header_bytes,
         max_header_count=settings.max_header_count,
         cap=cap,
@@ -163,6 +173,7 @@ class ConnectionTable:
         self._warned_at = -WARN_EVERY_S
         self._evicted_since_warning = 0
         self.refused_lingering = 0  # refused connections still open (not in the table)
+        self.draining = False  # every response closes its connection
 
     def __len__(self) -> int:
         return len(self._open)
@@ -230,10 +241,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_done = False
         self._discarded = 0
         self._refused = False
+        self._born = 0.0
 
     # --- connection lifecycle -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._born = self.loop.time()
         if not self.table.admit(self):
             if self.table.refused_lingering >= REFUSED_LINGERING_MAX:
                 transport.close()  # a flood of refusals must not hold descriptors itself
@@ -334,6 +347,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_done = True
         self._phase = BUSY
         super().on_headers_complete()
+        if self.cycle is not None and (self.table.draining or self._too_old()):
+            self.cycle.keep_alive = False  # uvicorn adds `Connection: close` and closes after
+
+    def _too_old(self) -> bool:
+        age = self.limits.max_connection_age_s
+        return age > 0 and self.loop.time() - self._born > age
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -445,6 +464,19 @@ class ConnectionGuard:
         self.limits = limits
         self.table = ConnectionTable(limits.cap)
         self.stats = self.table.stats
+
+    async def drain(self, *, window_s: float, settle_s: float) -> None:
+        """Call once the listener is closed: from now on every response closes its connection;
+        return when no connection is left or ``window_s`` has passed (at least ``settle_s``,
+        for connections accepted a moment ago), leaving uvicorn's shutdown to close the idle
+        rest and finish the busy ones."""
+        self.table.draining = True
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.sleep(settle_s)
+        # polled: the table has no change notification, and this runs once per worker life
+        while len(self.table) and loop.time() - start < window_s:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
     def protocol_class(self) -> type[GuardedProtocol]:
         return type(

@@ -27,6 +27,7 @@ from falcon_platform.worker.connections import ConnectionGuard, ConnectionLimits
 from falcon_platform.worker.notify import BOOT_FAILURE_EXIT, Notifier
 
 DRAIN_SETTLE_S = 0.5  # after the listener closes, before idle connections are closed
+DRAIN_IDLE_WINDOW_S = 2.0  # how long a draining worker waits for kept-alive clients' next request
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,12 @@ async def serve(
         # (otherwise a client whose request was still on the wire gets a reset).
         for server in getattr(public_server, "servers", []):
             server.close()
-        await asyncio.sleep(DRAIN_SETTLE_S)
+        # Busy kept-alive connections get `Connection: close` on their next answer; only those
+        # idle for the whole window are then closed by the server.
+        await guard.drain(
+            window_s=min(DRAIN_IDLE_WINDOW_S, guard.limits.keepalive_timeout_s),
+            settle_s=DRAIN_SETTLE_S,
+        )
         public_server.should_exit = True
 
     def on_term() -> None:
