@@ -69,3 +69,29 @@ def test_releases_are_numbered_diffed_refused_and_kept_across_restarts(tmp_path:
     assert [(r.id, r.state) for r in again.list()] == [
         ("r0", ReleaseState.STABLE), ("r1", ReleaseState.ABORTED), ("r2", ReleaseState.REFUSED)]  # fmt: skip
     assert again.create({"FALCON_LOG_LEVEL": "INFO"}, reason="x", created_by="b").id == "r3"
+
+
+def test_a_release_a_restart_rolled_to_becomes_stable_before_the_next_deploy(
+    tmp_path: Path,
+) -> None:
+    """`falcon restart --set` makes a supervisor release no deploy recorded; the next release
+    builds on it and rolls from it (before, from the old stable, which ran no worker: the
+    deploy shrank a pool that was already gone and every worker stopped at once)."""
+    journal = FakeEventJournal()
+    manager = _manager(tmp_path, journal)
+    sup = manager.supervisor
+    restarted = sup.add_release({"FALCON_LOG_LEVEL": "ERROR"})  # what a restart --set adds
+    sup.set_desired({restarted.id: 1, "r0": 0})  # ... once its rolling restart finished
+    assert manager.stable_id == "r0"
+    new = manager.create({"FALCON_BATCH_MAX_SIZE": "16"}, reason="bigger", created_by="ana")
+    assert manager.stable_id == restarted.id
+    assert new.from_release == restarted.id
+    assert new.env["FALCON_LOG_LEVEL"] == "ERROR"  # built on what runs, not on r0
+    assert {row["key"] for row in new.diff} == {"batch_max_size"}
+    states = {r.id: r.state for r in manager.list()}
+    assert states["r0"] is ReleaseState.SUPERSEDED
+    assert states[restarted.id] is ReleaseState.STABLE
+    adopted = manager.get(restarted.id)
+    assert adopted.created_by == "falcon restart"
+    assert {row["key"] for row in adopted.diff} == {"log_level"}
+    assert manager.adopt_running() is None  # nothing more to adopt

@@ -140,6 +140,7 @@ class ReleaseManager:
 
             raise InvalidInputError("--skip-gate needs a reason, e.g. --skip-gate 'INC-42 hotfix'")
         sup = self.supervisor
+        self.adopt_running()
         stable = sup.releases.get(self.stable_id)
         merged = {**(stable.env if stable is not None else {}), **env}
         release_id = next_release_id([*self.store.ids(), *sup.releases])
@@ -182,6 +183,56 @@ class ReleaseManager:
             model_sha256=model_sha256(settings),
             settings_fingerprint=digest,
             diff=settings_diff(stable_values, values),
+        )
+        self.save(record)
+        self._journal_created(record)
+        return record
+
+    def adopt_running(self) -> ReleaseRecord | None:
+        """``falcon restart --set`` rolls the workers to a release no deploy made. Before a
+        deploy or a rollback, the release most workers are desired on becomes the stable one
+        (recorded, with its diff against the previous stable, which is superseded): otherwise a
+        deploy shrank a pool that no longer ran and stopped every worker at once. None when
+        the stable release is the one running."""
+        sup = self.supervisor
+        desired = {r: n for r, n in sup.desired.items() if n > 0}
+        if not desired:
+            return None
+        running = max(desired, key=lambda r: desired[r])
+        if running == self.stable_id or running not in sup.releases:
+            return None
+        release = sup.releases[running]
+        settings = release.settings if release.settings is not None else sup.settings
+        digest, values = self._fingerprint(settings)
+        previous, now = self.stable_id, sup.clock.now()
+        why = f"`falcon restart` rolled the workers from {previous} to {running}"
+        old = self.store.get(previous)
+        if old is not None and old.state is ReleaseState.STABLE:
+            self.move(old, ReleaseState.SUPERSEDED, why)
+        self._values[running] = values
+        self.stable_id = running
+        existing = self.store.get(running)
+        if existing is not None:
+            try:
+                return self.move(existing, ReleaseState.STABLE, why)
+            except ValueError:
+                log.warning("release %s runs but its record cannot become stable", running)
+                return existing
+        record = ReleaseRecord(
+            id=running,
+            number=release_number(running) or 0,
+            created_at=release.created_at or now,
+            created_by="falcon restart",
+            reason="a rolling restart with new settings, adopted as the stable release",
+            model_sha256=model_sha256(settings),
+            settings_fingerprint=digest,
+            spec_hash=spec_hash(sup.spec.model_dump_json()),
+            env=masked_env(release.env),
+            from_release=previous,
+            diff=settings_diff(self._values.get(previous, {}), values),
+            state=ReleaseState.STABLE,
+            updated_at=now,
+            history=[{"ts": round(now, 3), "from": None, "state": "stable", "why": why}],
         )
         self.save(record)
         self._journal_created(record)

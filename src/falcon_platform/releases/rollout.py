@@ -620,6 +620,7 @@ class Rollouts:
         """Back to the previous (or the named) good release under load: its workers start
         beside the current ones, then the current ones drain. Returns when done."""
         self._check_idle()
+        self.manager.adopt_running()
         target = self.rollback_target(to)
         current_id = self.manager.stable_id
         n = max(1, sum(self.sup.desired.values()))
