@@ -1,10 +1,13 @@
 """Prometheus's own tool on Falcon's rules: `promtool check rules` and `promtool test rules`.
 
-The scenario tests (tests/promtool/*.test.yml) assert, step by step, the alerts the local
-evaluator fires; promtool passing them means Prometheus and the supervisor's evaluator
-agree on which alerts fire and when. Missing promtool skips locally and fails under CI=true.
+The scenario tests (tests/promtool/*.test.yml) are written by hand: the expected alerts at
+chosen evaluation steps, each with its arithmetic. promtool must pass them, and the local
+evaluator must pass the same cases (tests/unit/test_alerting_scenarios.py). Under a tuned
+spec, for which nobody wrote the answer, a differential test asks promtool to fire what the
+evaluator fires. Missing promtool skips locally and fails under CI=true.
 """
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -17,6 +20,8 @@ from falcon_platform.observability.alert_defs import alert_names
 from falcon_platform.render.grafana import dashboard
 from falcon_platform.render.prometheus import RULES_FILENAME, render_rules
 from falcon_platform.testing.alert_scenarios import (
+    RuleCase,
+    check_rule_cases,
     load_scenario,
     render_promtool_test,
     run_evaluator,
@@ -52,7 +57,7 @@ def test_rendered_rules_pass_promtool_check(promtool: str, tmp_path: Path, spec:
     assert "SUCCESS" in done.stdout
 
 
-def test_checked_in_promtool_unit_tests_pass(promtool: str) -> None:
+def test_hand_written_promtool_unit_tests_pass(promtool: str) -> None:
     files = sorted(p.name for p in PROMTOOL_DIR.glob("*.test.yml"))
     assert len(files) == len(SCENARIOS)
     done = _run(promtool, "test", "rules", *files, cwd=PROMTOOL_DIR)
@@ -60,11 +65,62 @@ def test_checked_in_promtool_unit_tests_pass(promtool: str) -> None:
     assert done.stdout.count("SUCCESS") == len(files)
 
 
+def _copy_with_rules(tmp_path: Path, name: str, rules: str, text: str | None = None) -> str:
+    """The hand-written test file ``name`` in ``tmp_path``, reading ``rules`` beside it."""
+    (tmp_path / RULES_FILENAME).write_text(rules)
+    source = (PROMTOOL_DIR / name).read_text() if text is None else text
+    (tmp_path / name).write_text(
+        source.replace("../golden/prometheus/falcon-rules.yml", RULES_FILENAME)
+    )
+    return name
+
+
+def test_a_wrong_hand_written_expectation_fails_promtool_and_the_evaluator(
+    promtool: str, tmp_path: Path
+) -> None:
+    """One step off: the spike's critical alert claimed firing at t0 + 1m45s (it fires at
+    t0 + 2m). promtool fails on it, and so does the evaluator check on the same cases."""
+    original = (PROMTOOL_DIR / "error_spike.test.yml").read_text()
+    claim = "- eval_time: 3705s  # k=7: true for 45 s < 1m: still pending\n        alertname: FalconHighErrorRate\n        exp_alerts: []"
+    assert claim in original
+    wrong = original.replace(
+        claim,
+        claim.replace(
+            "exp_alerts: []", "exp_alerts: [{exp_labels: {severity: critical, service: falcon}}]"
+        ),
+    )
+    name = _copy_with_rules(tmp_path, "error_spike.test.yml", render_rules(Spec()), wrong)
+    done = _run(promtool, "test", "rules", name, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "alertname: FalconHighErrorRate, time: 1h1m45s" in done.stdout + done.stderr
+
+    scenario = load_scenario(PROMTOOL_DIR / "scenarios" / "error_spike.yml")
+    wrong_cases = [
+        RuleCase(
+            c.eval_time,
+            c.alertname,
+            ((tuple(sorted({"severity": "critical", "service": "falcon"}.items())), ()),),
+        )
+        if (c.eval_time, c.alertname) == (3705, "FalconHighErrorRate")
+        else c
+        for c in scenario.rule_cases
+    ]
+    wrong_scenario = dataclasses.replace(scenario, rule_cases=wrong_cases)
+    assert check_rule_cases(wrong_scenario, run_evaluator(scenario, Spec())) == [
+        "FalconHighErrorRate at 3705s: expected {'service': 'falcon', 'severity': 'critical'}, "
+        "the evaluator fires nothing"
+    ]
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_prometheus_agrees_with_the_local_evaluator_under_a_tuned_spec(
     promtool: str, tmp_path: Path, path: Path
 ) -> None:
-    """Not only the defaults: other thresholds and `for` durations agree too."""
+    """Not only the defaults: other thresholds and `for` durations agree too.
+
+    A differential test (two implementations, no hand-written answer for this spec): the
+    evaluator's timeline becomes promtool's expectation, in tmp_path, never checked in.
+    """
     scenario = load_scenario(path)
     (tmp_path / RULES_FILENAME).write_text(render_rules(TUNED))
     test_file = tmp_path / f"{scenario.name}.test.yml"
@@ -77,17 +133,11 @@ def test_prometheus_agrees_with_the_local_evaluator_under_a_tuned_spec(
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_promtool_catches_a_disagreement(promtool: str, tmp_path: Path) -> None:
-    """Rules rendered with a 2 m `for` fail the 1 m timeline: the agreement check can fail."""
-    scenario = load_scenario(PROMTOOL_DIR / "scenarios" / "error_spike.yml")
-    (tmp_path / RULES_FILENAME).write_text(render_rules(Spec(alerts=AlertSpec(error_rate_for=120))))
-    test_file = tmp_path / "spike.test.yml"
-    test_file.write_text(
-        render_promtool_test(
-            scenario, run_evaluator(scenario, Spec()), alert_names(Spec()), RULES_FILENAME
-        )
-    )
-    done = _run(promtool, "test", "rules", test_file.name, cwd=tmp_path)
+def test_promtool_catches_rules_that_disagree(promtool: str, tmp_path: Path) -> None:
+    """Rules rendered with a 2 m `for` fail the hand-written 1 m timeline."""
+    rules = render_rules(Spec(alerts=AlertSpec(error_rate_for=120)))
+    name = _copy_with_rules(tmp_path, "error_spike.test.yml", rules)
+    done = _run(promtool, "test", "rules", name, cwd=tmp_path)
     assert done.returncode != 0
     assert "alertname: FalconHighErrorRate" in done.stdout + done.stderr
 

@@ -1,13 +1,16 @@
 """Alert scenarios shared by promtool and the local evaluator.
 
-A scenario (``tests/promtool/scenarios/*.yml``) is synthetic series written in
-promtool's ``input_series`` notation plus what must fire and when. The same series
-feed :class:`~falcon_platform.testing.FakeSLISource` for :class:`AlertEvaluator`, and
-:func:`render_promtool_test` turns the evaluator's timeline into a ``promtool test
-rules`` file, so Prometheus is asked to agree with the local evaluator step by step::
+A scenario is two reviewed files. ``tests/promtool/<name>.test.yml`` is a ``promtool test
+rules`` file written by hand: synthetic series in promtool's ``input_series`` notation and
+the expected alerts at chosen evaluation times, each with a comment giving the arithmetic.
+``tests/promtool/scenarios/<name>.yml`` adds what promtool's format has no room for (t0, the
+profile, a description, coarse "fires between" windows). promtool checks the rendered rules
+against the hand-written cases; :func:`check_rule_cases` checks the local evaluator against
+the same cases. Neither answer comes from the code under test::
 
     scenario = load_scenario(Path("tests/promtool/scenarios/seed.yml"))
     timeline = run_evaluator(scenario, Spec())
+    check_rule_cases(scenario, timeline)            # -> [] when the evaluator agrees
     first_firing(timeline)["FalconWorkerOOMKilled"]   # -> 420.0
 
 The notation parser is hand-written because no Python package reads promtool's
@@ -85,6 +88,51 @@ class Expectation:
         )
 
 
+Pairs = tuple[tuple[str, str], ...]
+FiringSet = tuple[tuple[Pairs, Pairs], ...]  # sorted (labels, annotations) of each alert
+
+
+@dataclass(frozen=True)
+class RuleCase:
+    """One ``alert_rule_test`` entry: at ``eval_time`` exactly ``expected`` of ``alertname`` fire.
+
+    ``expected`` holds, per alert, its labels (without ``alertname``) and annotations, sorted
+    so that two cases compare as promtool compares them.
+    """
+
+    eval_time: float
+    alertname: str
+    expected: FiringSet
+
+
+def _as_pairs(mapping: Mapping[str, Any] | None) -> Pairs:
+    return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))
+
+
+def load_rule_cases(path: Path) -> tuple[float, list[tuple[str, str]], list[RuleCase]]:
+    """(interval, input series, cases) of a hand-written ``promtool test rules`` file."""
+    raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    (test,) = raw["tests"]
+    interval = parse_duration(test["interval"])
+    if parse_duration(raw["evaluation_interval"]) != interval:
+        raise ValueError(f"{path}: evaluation_interval must equal the series interval")
+    cases = [
+        RuleCase(
+            eval_time=parse_duration(case["eval_time"]),
+            alertname=case["alertname"],
+            expected=tuple(
+                sorted(
+                    (_as_pairs(a.get("exp_labels")), _as_pairs(a.get("exp_annotations")))
+                    for a in case.get("exp_alerts") or []
+                )
+            ),
+        )
+        for case in test["alert_rule_test"]
+    ]
+    series = [(s["series"], str(s["values"])) for s in test["input_series"]]
+    return interval, series, cases
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -95,6 +143,7 @@ class Scenario:
     series: list[tuple[str, str]]  # (selector, values) exactly as promtool reads them
     expect: list[Expectation]
     profile: str = "dev"
+    rule_cases: list[RuleCase] = field(default_factory=list)  # the hand-written promtool cases
 
     def steps(self) -> list[float]:
         count = int(self.duration // self.interval)
@@ -102,7 +151,11 @@ class Scenario:
 
 
 def load_scenario(path: Path) -> Scenario:
+    """``scenarios/<name>.yml`` with the series and cases of ``../<name>.test.yml``."""
     raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    interval, series, cases = load_rule_cases(path.parent.parent / f"{raw['name']}.test.yml")
+    if parse_duration(raw["interval"]) != interval:
+        raise ValueError(f"{path}: interval differs from the promtool test file's")
     expect = []
     for item in raw.get("expect", []):
         between = item.get("fires_between")
@@ -121,9 +174,10 @@ def load_scenario(path: Path) -> Scenario:
         interval=parse_duration(raw["interval"]),
         duration=parse_duration(raw["duration"]),
         t0=parse_duration(raw.get("t0", 0)),
-        series=[(s["series"], str(s["values"])) for s in raw["input_series"]],
+        series=series,
         expect=expect,
         profile=raw.get("profile", "dev"),
+        rule_cases=cases,
     )
 
 
@@ -191,6 +245,45 @@ def check_expectations(scenario: Scenario, timeline: Timeline) -> list[str]:
     return sorted(set(problems))
 
 
+def check_rule_cases(scenario: Scenario, timeline: Timeline) -> list[str]:
+    """Where the timeline differs from the hand-written promtool cases (empty: it agrees).
+
+    Compared as promtool compares: at each case's ``eval_time``, the firing alerts of its
+    ``alertname``, labels and annotations, as a set.
+    """
+    problems = []
+    for case in scenario.rule_cases:
+        if case.eval_time not in timeline:
+            problems.append(f"{case.alertname} at {case.eval_time:.0f}s: not an evaluation step")
+            continue
+        got: FiringSet = tuple(
+            sorted(
+                (
+                    _as_pairs({k: v for k, v in a.labels.items() if k != "alertname"}),
+                    _as_pairs(a.annotations),
+                )
+                for a in timeline[case.eval_time]
+                if a.name == case.alertname
+            )
+        )
+        if got == case.expected:
+            continue
+        where = f"{case.alertname} at {case.eval_time:.0f}s"
+        if [labels for labels, _ in got] == [labels for labels, _ in case.expected]:
+            problems.append(f"{where}: annotations differ: expected {case.expected}, got {got}")
+        else:
+            problems.append(
+                f"{where}: expected {_describe(case.expected)}, the evaluator fires {_describe(got)}"
+            )
+    return problems
+
+
+def _describe(alerts: FiringSet) -> str:
+    if not alerts:
+        return "nothing"
+    return "; ".join(str(dict(labels)) for labels, _ in alerts)
+
+
 def _exp_alert(alert: Alert) -> dict[str, Any]:
     labels = {k: v for k, v in alert.labels.items() if k != "alertname"}
     return {"exp_labels": labels, "exp_annotations": dict(alert.annotations)}
@@ -201,8 +294,10 @@ def render_promtool_test(
 ) -> str:
     """A ``promtool test rules`` file asserting the timeline's firing alerts.
 
-    For every alert name it asserts at t=0, at every step where the firing set changes,
-    the step just before each change, and the last step: enough to pin *when*.
+    For a differential test only (does Prometheus fire what the evaluator fires under a spec
+    with no hand-written answer?); it is never checked in as an expectation. For every alert
+    name it asserts at t=0, at every step where the firing set changes, the step just before
+    each change, and the last step: enough to pin *when*.
     """
     steps = sorted(timeline)
     cases: list[dict[str, Any]] = []
@@ -233,11 +328,7 @@ def render_promtool_test(
             }
         ],
     }
-    header = (
-        f"# Generated from tests/promtool/scenarios/{scenario.name}.yml by the local evaluator\n"
-        "# (FALCON_UPDATE_GOLDEN=1 pytest tests/unit/test_alerting_scenarios.py). promtool must agree.\n"
-        + "".join(f"# {line}\n" for line in scenario.description.splitlines())
-    )
+    header = f"# The local evaluator's timeline for {scenario.name} (a differential test's input)\n"
     return header + yaml.safe_dump(document, sort_keys=False, width=1000, default_flow_style=False)
 
 
