@@ -10,7 +10,12 @@ import pytest
 from falcon_platform.config.machine import MachineFacts
 from falcon_platform.config.settings import Settings
 from falcon_platform.config.spec import Spec
-from falcon_platform.errors import InvalidInputError, NotFoundError, ReleaseRefusedError
+from falcon_platform.errors import (
+    InvalidInputError,
+    NotFoundError,
+    ReleaseRefusedError,
+    RuntimeStateError,
+)
 from falcon_platform.releases.manager import ReleaseManager
 from falcon_platform.releases.record import ReleaseState
 from falcon_platform.releases.store import ReleaseStore
@@ -22,11 +27,13 @@ from falcon_platform.testing.journal import FakeEventJournal
 SECRET = "s3cret-value-never-shown-0123456789"
 
 
-def _manager(home: Path, journal: FakeEventJournal) -> ReleaseManager:
+def _manager(
+    home: Path, journal: FakeEventJournal, environ: dict[str, str] | None = None
+) -> ReleaseManager:
     settings = Settings(home=home)
     database.upgrade(settings)
     gate = ReleaseGate(profile="dev", env_file=None, spec=Spec(), cwd=home,
-                       base_environ={"FALCON_HOME": str(home)},
+                       base_environ={"FALCON_HOME": str(home), **(environ or {})},
                        machine=lambda: MachineFacts(16_000, 4))  # fmt: skip
     sup = Supervisor(settings, Spec(), journal, workers=1, release_gate=gate)
     manager = ReleaseManager(sup, ReleaseStore(database.make_engine(settings)), journal)
@@ -95,3 +102,48 @@ def test_a_release_a_restart_rolled_to_becomes_stable_before_the_next_deploy(
     assert adopted.created_by == "falcon restart"
     assert {row["key"] for row in adopted.diff} == {"log_level"}
     assert manager.adopt_running() is None  # nothing more to adopt
+
+
+def test_a_release_from_before_a_restart_is_rebuilt_only_as_it_ran(tmp_path: Path) -> None:
+    """`falcon rollback --to r1` after a supervisor restart: r1 is rebuilt from its stored
+    overrides with this supervisor's secrets, and only when the result is what r1 ran (every
+    setting, every secret's HMAC marker); its secret values were never stored."""
+    journal = FakeEventJournal()
+    base = {"FALCON_ADMIN_TOKEN": SECRET}
+    manager = _manager(tmp_path, journal, base)
+    other = "another-secret-value-0123456789abcdef"
+    r1 = manager.create({"FALCON_LOG_LEVEL": "ERROR", "FALCON_ADMIN_TOKEN": SECRET},
+                        reason="quieter", created_by="ana", allow_faults=True)  # fmt: skip
+    r2 = manager.create({"FALCON_BATCH_MAX_SIZE": "16", "FALCON_ADMIN_TOKEN": other},
+                        reason="bigger", created_by="ana")  # fmt: skip
+    for record in (r1, r2):  # both promoted in turn
+        manager.move(manager.get(record.id), ReleaseState.STABLE, "promoted")
+    manager.move(manager.get("r1"), ReleaseState.SUPERSEDED, "r2 promoted")
+    stored = str([r.to_dict() for r in manager.list()])
+    assert SECRET not in stored
+    assert other not in stored
+
+    again = _manager(tmp_path, journal, base)  # the supervisor restarted
+    sup = again.supervisor
+    assert "r1" not in sup.releases
+    again.restore(again.get("r1"))
+    restored = sup.releases["r1"]
+    assert restored.env == {"FALCON_LOG_LEVEL": "ERROR"}  # the secret comes from the supervisor
+    assert restored.settings is not None
+    assert restored.settings.log_level == "ERROR"
+    assert restored.settings.admin_token is not None
+    assert restored.settings.admin_token.get_secret_value() == SECRET
+    assert "--allow-faults" in restored.gate_args
+    assert [e.release for e in journal.events if e.kind == "release_restored"] == ["r1"]
+
+    with pytest.raises(RuntimeStateError, match=r"admin_token: a secret, changed since") as exc:
+        again.restore(again.get("r2"))
+    assert other not in str(exc.value)
+    assert "r2" not in sup.releases  # nothing changed
+
+    # What r1 did not override it inherits from the supervisor it runs under (journaled)
+    moved = _manager(tmp_path, journal, {**base, "FALCON_BATCH_MAX_WAIT_MS": "9"})
+    moved.restore(moved.get("r1"))
+    assert moved.supervisor.releases["r1"].settings.batch_max_wait_ms == 9  # type: ignore[union-attr]
+    restored_events = [e for e in journal.events if e.kind == "release_restored"]
+    assert restored_events[-1].details["inherited_changes"] == ["batch_max_wait_ms"]

@@ -10,9 +10,12 @@ from falcon_platform.config.settings import Settings
 from falcon_platform.releases.record import (
     ReleaseRecord,
     ReleaseState,
+    inherited_changes,
     masked_env,
     next_release_id,
     release_number,
+    restore_env,
+    restore_problems,
     settings_diff,
     spec_hash,
     with_gate,
@@ -117,3 +120,29 @@ def test_store_round_trips_records_through_the_migrated_schema(tmp_path: Path) -
         assert sorted(store.ids()) == ["r1", "r2"]
     finally:
         engine.dispose()
+
+
+def test_a_release_is_restored_only_with_the_settings_and_model_it_ran() -> None:
+    """Rebuilding a release a previous supervisor created: the secret overrides are left to
+    the supervisor (never stored), and any difference from what it ran is named."""
+    record = _record(
+        env={"FALCON_LOG_LEVEL": "ERROR", "FALCON_ADMIN_TOKEN": "<secret>"},
+        settings_values={"log_level": '"ERROR"', "admin_token": "set:aaaa"},
+        model_sha256="a" * 64,
+    )
+    assert restore_env(record) == {"FALCON_LOG_LEVEL": "ERROR"}
+    same = {"log_level": '"ERROR"', "admin_token": "set:aaaa", "port": "9000"}
+    assert restore_problems(record, values=same, model_sha256="a" * 64) == []
+    assert inherited_changes(record, same) == ["port"]  # not r1's: inherited, not a problem
+    other = {"log_level": '"INFO"', "admin_token": "set:bbbb"}
+    assert restore_problems(record, values=other, model_sha256="b" * 64) == [
+        "admin_token: a secret, changed since (its value is not stored)",
+        'log_level: "ERROR" then, "INFO" now',
+        f"model sha256 {'a' * 12} then, {'b' * 12} now",
+    ]
+    # a record from before releases kept their settings: its secret cannot be checked
+    legacy = _record(env={"FALCON_ADMIN_TOKEN": "<secret>"}, model_sha256=None)
+    [problem] = restore_problems(legacy, values=same, model_sha256=None)
+    assert problem.startswith("admin_token: a secret override in a record that kept no HMAC")
+    assert restore_problems(_record(env={"FALCON_LOG_LEVEL": "ERROR"}, model_sha256=None),
+                            values=same, model_sha256=None) == []  # fmt: skip

@@ -60,6 +60,7 @@ class EventKind(StrEnum):
     # them). Event.release = the release id; details carry reason / from_release /
     # to_release / step / verdict as relevant.
     RELEASE_CREATED = "release_created"
+    RELEASE_RESTORED = "release_restored"  # a release from before a restart, runnable again
     GATE_PASSED = "gate_passed"
     GATE_SKIPPED = "gate_skipped"
     ROLLOUT_STARTED = "rollout_started"

@@ -21,15 +21,24 @@ from typing import Any
 
 from falcon_platform.config.fingerprint import fingerprint, salt_for
 from falcon_platform.config.settings import Settings
-from falcon_platform.errors import FalconError, NotFoundError, ReleaseRefusedError
+from falcon_platform.errors import (
+    FalconError,
+    NotFoundError,
+    ReleaseRefusedError,
+    RuntimeStateError,
+)
 from falcon_platform.events.journal import EventJournal, EventKind
 from falcon_platform.releases.record import (
     ReleaseRecord,
     ReleaseState,
+    inherited_changes,
     masked_env,
     next_release_id,
     release_number,
+    restore_env,
+    restore_problems,
     settings_diff,
+    settings_values,
     spec_hash,
     with_gate,
     with_state,
@@ -115,6 +124,7 @@ class ReleaseManager:
             state=ReleaseState.STABLE,
             updated_at=now,
             history=[{"ts": round(now, 3), "from": None, "state": "stable", "why": "falcon up"}],
+            settings_values=settings_values(values),
         )
         self.stable_id = base
         return self.save(record)
@@ -158,6 +168,7 @@ class ReleaseManager:
             from_release=self.stable_id,
             skip_gate_reason=skip_gate_reason.strip() if skip_gate_reason else None,
             updated_at=now,
+            faults_allowed=allow_faults,
         )
         try:
             release = sup.add_release(
@@ -183,6 +194,7 @@ class ReleaseManager:
             model_sha256=model_sha256(settings),
             settings_fingerprint=digest,
             diff=settings_diff(stable_values, values),
+            settings_values=settings_values(values),
         )
         self.save(record)
         self._journal_created(record)
@@ -233,10 +245,54 @@ class ReleaseManager:
             state=ReleaseState.STABLE,
             updated_at=now,
             history=[{"ts": round(now, 3), "from": None, "state": "stable", "why": why}],
+            faults_allowed="--allow-faults" in release.gate_args,
+            settings_values=settings_values(values),
         )
         self.save(record)
         self._journal_created(record)
         return record
+
+    def restore(self, record: ReleaseRecord) -> None:
+        """Make ``record`` runnable again in this supervisor when a previous one created it
+        (``falcon rollback --to rN`` after a supervisor restart); a no-op when it is held.
+
+        Secret values are never stored, not even encrypted (a key to decrypt them would sit
+        beside them): the release's non-secret overrides are stored in clear, its settings as
+        fingerprint values (secrets as salted HMAC markers). It is rebuilt from its overrides
+        with the secrets this supervisor has (its environment and env file), judged by the
+        config gate like any new release, and accepted only when every setting it overrode is
+        what it ran with (a secret: the same marker) and its model file has the same sha256.
+        Otherwise nothing changes and ``RuntimeStateError`` names what differs, so a rollback
+        never runs a release that only carries the old one's name. What it did not override
+        it inherits from this supervisor, as any release does (journaled when it changed)."""
+        sup = self.supervisor
+        if record.id in sup.releases:
+            return
+        release = sup.add_release(
+            restore_env(record),
+            override_reason=record.skip_gate_reason,
+            allow_faults=record.faults_allowed,
+            release_id=record.id,
+        )
+        settings = release.settings if release.settings is not None else sup.settings
+        digest, values = self._fingerprint(settings)
+        problems = restore_problems(record, values=values, model_sha256=model_sha256(settings))
+        if problems:
+            del sup.releases[record.id]
+            raise RuntimeStateError(
+                f"{record.id} cannot be run again as it was: "
+                + "; ".join(problems)
+                + f". Deploy its settings again (`falcon deploy --env-file FILE`), or see "
+                f"`falcon releases show {record.id}`"
+            )
+        self._values[record.id] = values
+        self.journal.record(
+            EventKind.RELEASE_RESTORED,
+            release=record.id,
+            details={"settings_fingerprint": digest, "model_sha256": record.model_sha256,
+                     "overrides": sorted(record.env),
+                     "inherited_changes": inherited_changes(record, values)},
+        )  # fmt: skip
 
     def _journal_created(self, record: ReleaseRecord) -> None:
         self.journal.record(

@@ -71,6 +71,11 @@ class ReleaseRecord:
     gate: dict[str, Any] | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # ts, state, why
+    # What a later supervisor needs to run this release again (``restore_env``,
+    # ``restore_problems``): whether its workers may inject faults, and its settings as
+    # ``config.fingerprint`` values (secrets as salted HMAC markers, the spec left out).
+    faults_allowed: bool = False
+    settings_values: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         body = dataclasses.asdict(self)
@@ -122,6 +127,70 @@ def settings_diff(old: Mapping[str, str], new: Mapping[str, str]) -> list[dict[s
         else:
             rows.append({"key": key, "old": before or "-", "new": after or "-"})
     return rows
+
+
+def settings_values(values: Mapping[str, str]) -> dict[str, str]:
+    """A fingerprint's values as a release keeps them: the settings without the spec (the spec
+    is the supervisor's, not the release's; a rollback runs under the spec of the day)."""
+    return {k: v for k, v in sorted(values.items()) if not k.startswith("spec.")}
+
+
+def restore_env(record: ReleaseRecord) -> dict[str, str]:
+    """The ``FALCON_*`` overrides to run ``record`` again in a supervisor that did not create
+    it: its stored overrides without the secret ones (their values were never stored; the
+    workers get the supervisor's own, and ``restore_problems`` checks those are the same)."""
+    return {k: v for k, v in record.env.items() if not (is_secret_name(k) and v == SECRET_SHOWN)}
+
+
+def _field(variable: str) -> str:
+    return variable.upper().removeprefix("FALCON_").lower()
+
+
+def restore_problems(
+    record: ReleaseRecord, *, values: Mapping[str, str], model_sha256: str | None
+) -> list[str]:
+    """Why the settings rebuilt from ``restore_env`` (``values``: their fingerprint values;
+    ``model_sha256``: of the model they point at) are not ``record``'s; empty when they are.
+
+    What a release *is* is its overrides and its model: those must be the same (a secret is
+    compared by its HMAC marker, named and never shown). Like every release, it inherits the
+    rest from the supervisor it runs under (ports, paths, the env file's other keys):
+    ``inherited_changes`` lists those, they are not a problem."""
+    problems: list[str] = []
+    overridden = {_field(k) for k in record.env}
+    if record.settings_values:
+        then = {k: v for k, v in record.settings_values.items() if k in overridden}
+        now = {k: v for k, v in values.items() if k in overridden}
+        for row in settings_diff(then, now):
+            if row["new"] == "changed":
+                problems.append(f"{row['key']}: a secret, changed since (its value is not stored)")
+            else:
+                problems.append(f"{row['key']}: {row['old']} then, {row['new']} now")
+    else:
+        for key in sorted(k for k, v in record.env.items() if v == SECRET_SHOWN):
+            problems.append(
+                f"{_field(key)}: a secret override in a record that kept no HMAC of it "
+                "(created before releases kept their settings): it cannot be checked"
+            )
+    if record.model_sha256 and model_sha256 != record.model_sha256:
+        now_sha = model_sha256[:12] if model_sha256 else "unreadable"
+        problems.append(f"model sha256 {record.model_sha256[:12]} then, {now_sha} now")
+    return problems
+
+
+def inherited_changes(record: ReleaseRecord, values: Mapping[str, str]) -> list[str]:
+    """Settings ``record`` did not override that differ from when it ran (names only)."""
+    overridden = {_field(k) for k in record.env}
+    now = settings_values(values)
+    return (
+        [
+            row["key"]
+            for row in settings_diff(record.settings_values, now)
+            if row["key"] not in overridden
+        ]
+        if record.settings_values
+        else []
+    )
 
 
 def spec_hash(spec_json: str) -> str:

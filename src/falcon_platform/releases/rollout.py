@@ -609,11 +609,7 @@ class Rollouts:
                 f"{target.id} is {target.state}: only a release that ran as stable can be "
                 "rolled back to (see `falcon releases list`)"
             )
-        if target.id not in self.sup.releases:
-            raise RuntimeStateError(
-                f"{target.id} was created before this supervisor started: its settings are "
-                f"not held here; deploy them again (`falcon deploy`)"
-            )
+        self.manager.restore(target)  # created before this supervisor started: rebuilt
         return target
 
     async def rollback(self, to: str | None, reason: str) -> dict[str, Any]:
