@@ -117,7 +117,8 @@ def run_rounds(
             finally:
                 stop(proc)
             runs[name].append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
-                               "cpu_us": r.cpu_us_per_request, "non_2xx": r.non_2xx,
+                               "cpu_us": r.cpu_us_per_request,
+                               "loop_cpu_us": r.loop_cpu_us_per_request, "non_2xx": r.non_2xx,
                                "rows_lost": lost, "mean_batch": r.mean_batch or 0.0,
                                "peak_rss_mb": r.peak_rss_mb, "peak_pss_mb": r.peak_pss_mb,
                                "redis_cmd_per_req": r.redis_commands_per_request or 0.0,
@@ -138,7 +139,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]]) ->
     for name, m in summary.items():
         p99s = ", ".join(f"{run['p99_ms']:.1f}" for run in runs[name])
         print(f"{name:<12} {m['rps']:>8.0f} req/s  p99 {m['p99_ms']:5.1f} ms ({p99s})  "
-              f"CPU {m['cpu_us']:.0f} us/req  batch {m['mean_batch']:.1f}  peak RSS/PSS "
+              f"CPU {m['cpu_us']:.0f} us/req (loop {m['loop_cpu_us']:.0f})  batch {m['mean_batch']:.1f}  peak RSS/PSS "
               f"{m['peak_rss_mb']:.0f}/{m['peak_pss_mb']:.0f} MB  non-2xx {m['non_2xx']:.0f}  "
               f"rows lost {m['rows_lost']:.0f}  redis cmd/req {m['redis_cmd_per_req']:.3f}  "
               f"trips/req {m['redis_trips_per_req']:.3f}  load {m['load_avg_1m']:.1f}")  # fmt: skip

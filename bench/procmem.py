@@ -42,6 +42,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process's main thread alone (``/proc/<pid>/task/<pid>/stat``):
+    in a Falcon worker, the event loop; the rest of ``cpu_seconds`` is its other threads (the
+    request-log shipper, the access-log flusher)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (all its threads' children)."""
     found: list[int] = []

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procmem import MemorySampler, cpu_seconds, pss_bytes, rss_bytes
+from procmem import MemorySampler, cpu_seconds, main_thread_cpu_seconds, pss_bytes, rss_bytes
 from prometheus_client.parser import text_string_to_metric_families
 from pyspy import Profiler, summarise
 
@@ -80,6 +80,10 @@ class Result:
     # per request (Falcon's falcon_redis_round_trips_total; None for a build without it).
     redis_commands_per_request: float | None = None
     redis_round_trips_per_request: float | None = None
+    # Of cpu_us_per_request, the main thread's share (the event loop; the rest is the request-log
+    # shipper and log-flush threads): robust where py-spy's sample shares are not, since a
+    # runnable thread waiting for the one core is sampled as busy too.
+    loop_cpu_us_per_request: float = 0.0
 
 
 def free_port() -> int:
@@ -187,6 +191,7 @@ def measure(
     for kind, mode in scenarios:
         wrk(url, kind, mode, args.warmup, args.connections, keys)
         before, cpu0, cmds0 = counters(metrics_url), cpu_seconds(pid), redis_commands(redis_url)
+        loop0 = main_thread_cpu_seconds(pid)
         profile = None
         if getattr(args, "profile", None) is not None and metrics_url is not None:
             slug = re.sub(r"[^a-z0-9]+", "-", f"{name} {mode}".lower()).strip("-")
@@ -194,6 +199,7 @@ def measure(
         with MemorySampler([pid]) as memory, profile or contextlib.nullcontext():
             data = wrk(url, kind, mode, args.duration, args.connections, keys)
         cpu_s = cpu_seconds(pid) - cpu0
+        loop_s = main_thread_cpu_seconds(pid) - loop0
         after = counters(metrics_url)
         commands = redis_commands(redis_url) - cmds0
         requests = max(data["requests"], 1)
@@ -213,7 +219,8 @@ def measure(
                    redis_commands_per_request=commands / requests if redis_url else None,
                    redis_round_trips_per_request=(
                        (trips - before["falcon_redis_round_trips_total"]) / requests
-                       if redis_url and trips is not None else None))
+                       if redis_url and trips is not None else None),
+                   loop_cpu_us_per_request=loop_s * 1e6 / requests)
         )  # fmt: skip
         print(f"  {name:<22} {mode:<9} {data['rps']:>9.0f} req/s  p99 {data['p99_ms']:.1f} ms",
               file=sys.stderr)  # fmt: skip
@@ -441,7 +448,7 @@ def print_table(results: list[Result], args: argparse.Namespace, lost: list[str]
     print(f"\n{args.connections} connections, {args.duration:g} s per scenario, server on core 0, "
           "wrk on core 1\n")  # fmt: skip
     print(f"{'target':<26} {'texts':<9} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6} "
-          f"{'cpu us':>7} {'cpu ratio':>9} {'RSS rest/peak MB':>17} {'PSS rest/peak MB':>17} "
+          f"{'cpu us':>7} {'loop us':>7} {'cpu ratio':>9} {'RSS rest/peak MB':>17} {'PSS rest/peak MB':>17} "
           f"{'non-2xx':>7} {'hits':>5} {'batch':>6} {'redis cmd/req':>13} {'trips/req':>9}")  # fmt: skip
     for r in results:
         hits = "" if r.cache_hit_ratio is None else f"{r.cache_hit_ratio:.0%}"
@@ -451,11 +458,13 @@ def print_table(results: list[Result], args: argparse.Namespace, lost: list[str]
                  else f"{r.redis_round_trips_per_request:.3f}")  # fmt: skip
         print(f"{r.target:<26} {r.scenario:<9} {r.rps:>9.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
               f"{r.ratio_to_ceiling:>6.1%} {r.cpu_us_per_request:>7.1f} "
+              f"{r.loop_cpu_us_per_request:>7.1f} "
               f"{r.cpu_ratio_to_ceiling:>9.1%} {r.rest_rss_mb:>8.0f}/{r.peak_rss_mb:<8.0f} "
               f"{r.rest_pss_mb:>8.0f}/{r.peak_pss_mb:<8.0f} "
               f"{r.non_2xx + r.socket_errors:>7} {hits:>5} {batch:>6} {cmds:>13} {trips:>9}")  # fmt: skip
     print("\nratio = req/s / the ceiling's req/s in this run; cpu ratio = the ceiling's CPU per "
-          "request / this one's\n(robust when other processes share the core); hits = Falcon's "
+          "request / this one's\n(robust when other processes share the core); loop us = the main "
+          "thread's (event loop's) part of cpu us; hits = Falcon's "
           "response-cache hit ratio in the measured run;\nbatch = mean texts per model call; "
           "redis cmd/req = GET/MGET/SET Redis served per request (its commandstats); trips/req = "
           "Falcon's Redis round trips per request;\n"
