@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import OperationalError
@@ -31,7 +32,9 @@ from falcon_platform.stores.shipper import (
     ship_directory,
     ship_rows,
     ship_segment,
+    ship_values,
     split_segment,
+    value_chunks,
 )
 from falcon_platform.testing.stores import sample_record as record
 from falcon_platform.testing.stores import varied_records
@@ -145,6 +148,10 @@ def test_the_database_unpacking_the_json_stores_what_the_per_row_path_stores(
     parsed = ship_rows(engine, data, batch=4)
     assert (len(parsed.rows), parsed.corrupt) == (len(varied_records()), 0)
     assert stored(engine) == bulk
+    with engine.begin() as conn:
+        conn.execute(delete(request_log))
+    assert ship_values(engine, lines)  # SQLite's multi-row VALUES path, as ship_segment uses
+    assert stored(engine) == bulk
     by_id = {row[0]: row for row in bulk}
     names = [c.name for c in request_log.columns]
     long = dict(zip(names, by_id["req-long"], strict=True))
@@ -182,10 +189,55 @@ def test_a_line_the_database_refuses_sends_the_segment_row_by_row_and_counts_it_
     assert not segment.exists()
 
 
+@pytest.mark.parametrize("total", [0, 1, 49, 50, 51, 99, 237, 1000, 1023])
+def test_value_chunks_cover_every_row_with_a_handful_of_statement_sizes(total: int) -> None:
+    sizes = value_chunks(total, 50)
+    assert sum(sizes) == total
+    assert set(sizes) <= {50, 32, 16, 8, 4, 2, 1}
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_the_values_path_ships_a_segment_of_many_statements_in_one_transaction(
+    tmp_path: Path, engine: Engine
+) -> None:
+    lines = [encode_record(record(i)).rstrip() for i in range(237)]
+    assert ship_values(engine, lines)
+    assert count(engine) == 237
+    # A bad line in the last statement: nothing of the segment is inserted (one transaction).
+    with engine.begin() as conn:
+        conn.execute(delete(request_log))
+    assert not ship_values(engine, [*lines[:-1], b"{not json"])
+    assert count(engine) == 0
+
+
+def test_a_row_the_values_path_refuses_still_ships_through_the_json_path(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """An older segment without a later column, a nested value: stored as SQLite's json_each
+    stores them, nothing counted lost."""
+    full = orjson.loads(encode_record(record(1)))
+    older = {k: v for k, v in orjson.loads(encode_record(record(2))).items()
+             if k != "client_request_id"}  # fmt: skip
+    nested = {**orjson.loads(encode_record(record(3))), "error_type": {"a": 1}}
+    for row in (older, nested):
+        assert not ship_values(engine, [orjson.dumps(full), orjson.dumps(row)])
+    segment = tmp_path / "00000000000000000001-1-000001.seg"
+    segment.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in (full, older, nested)))
+    result = ship_segment(engine, segment, batch=100)
+    assert result is not None
+    assert (result.rows, result.corrupt) == (3, 0)
+    by_id = {row[0]: row for row in stored(engine)}
+    names = [c.name for c in request_log.columns]
+    assert dict(zip(names, by_id[older["request_id"]], strict=True))["client_request_id"] is None
+    assert dict(zip(names, by_id[nested["request_id"]], strict=True))["error_type"] == '{"a":1}'
+
+
 def test_a_missing_table_is_a_database_failure_not_a_refused_row(tmp_path: Path) -> None:
     broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(OperationalError, match="no such table"):
         ship_bulk(broken, [encode_record(record(1)).rstrip()], batch=10)
+    with pytest.raises(OperationalError, match="no such table"):
+        ship_values(broken, [encode_record(record(1)).rstrip()])
 
 
 def _nice_of(tid: int) -> int:
