@@ -1,8 +1,9 @@
 """After a worker exits: classify the exit, record it, and retire, replace, restart (after its
 back-off) or give up on its slot; track restarts per release for CrashLoopBackOff.
 
-The decisions are ``restarts.classify_exit`` and ``restarts.decide_after_exit``; this module
-performs them on the slot and records them::
+The decisions are ``restarts.classify_exit`` and ``restarts.decide_after_exit``, fed by the
+pure helpers here (:func:`classify_slot_exit`, :func:`leaves_pool`, :func:`exit_details`,
+:func:`may_leave_orphans`); :class:`ExitHandler` performs them on the slot and records them::
 
     crash_loops = CrashLoopTracker(spec.restart, journal, metrics, clock)
     exits = ExitHandler(settings, spec.restart, journal, metrics, enforcer, limits, ...)
@@ -31,6 +32,79 @@ from falcon_platform.supervisor.observers import WorkerObservers
 from falcon_platform.supervisor.slots import Slot
 
 log = logging.getLogger("falcon.supervisor")
+
+
+def classify_slot_exit(
+    slot: Slot,
+    returncode: int,
+    *,
+    stopping: bool,
+    cgroup_oom: bool,
+    enforcer_peak_bytes: int | None,
+) -> restarts.ExitInfo:
+    """The exit record of ``slot``'s process from what the supervisor knows about it.
+
+    OOM when the kernel (cgroup) or the supervisor's watchdog killed it; the peak is the
+    larger of the supervisor's RSS samples and the cgroup's own peak (0 or None: unknown).
+    """
+    peaks = [p for p in (slot.peak_rss_bytes, enforcer_peak_bytes) if p]
+    return restarts.classify_exit(
+        returncode,
+        oom_killed=cgroup_oom or slot.watchdog_killed,
+        was_ready=slot.ready_mono is not None,
+        expected=slot.retiring or stopping,
+        liveness_killed=slot.liveness_killed,
+        recycled=slot.recycling,
+        peak_rss_bytes=max(peaks) if peaks else None,
+    )
+
+
+def leaves_pool(slot: Slot, *, stopping: bool) -> bool:
+    """The slot is retired after this exit instead of restarted: it was asked to go, the
+    supervisor is stopping, or it is a surge worker that never became ready (the rolling
+    restart stops rather than retrying a release that does not boot)."""
+    return slot.retiring or stopping or (slot.surge and slot.ready_mono is None)
+
+
+def may_leave_orphans(slot: Slot, returncode: int) -> bool:
+    """A worker that died before serving or exited non-zero may have left request-log
+    segments it did not ship (a clean drain ships its own)."""
+    return slot.ready_mono is None or returncode != 0
+
+
+def exit_details(
+    slot: Slot,
+    info: restarts.ExitInfo,
+    *,
+    cgroup_oom: bool,
+    enforcer_kind: str,
+    limit_bytes: int | None,
+    now_mono: float,
+) -> dict[str, Any]:
+    """The ``worker_exited`` journal entry's details."""
+    healthy_for = now_mono - slot.ready_mono if slot.ready_mono is not None else 0.0
+    oom = cgroup_oom or slot.watchdog_killed
+    details: dict[str, Any] = {
+        "pid": slot.proc.pid if slot.proc is not None else None,
+        "exit_code": info.exit_code,
+        "signal": info.signal,
+        "reason": info.reason.value,
+        "oom_killed": info.oom_killed,
+        "oom_enforcement": (enforcer_kind if cgroup_oom else "watchdog") if oom else None,
+        "peak_rss_bytes": info.peak_rss_bytes,
+        "peak_pss_bytes": slot.peak_pss_bytes or None,
+        "memory_limit_bytes": limit_bytes,
+        "during_boot": info.during_boot,
+        "uptime_s": round(now_mono - (slot.started_mono or now_mono), 3),
+        "healthy_for_s": round(healthy_for, 3),
+    }
+    if slot.boot_message:
+        details["boot_message"] = slot.boot_message
+    if slot.watchdog_killed:
+        details["watchdog_killed_at"] = slot.extra.get("watchdog_kill_wall")
+        details["watchdog_rss_bytes"] = slot.extra.get("watchdog_kill_rss")
+        details["watchdog_pss_bytes"] = slot.extra.get("watchdog_kill_pss")
+    return details
 
 
 class CrashLoopTracker:
@@ -115,44 +189,26 @@ class ExitHandler:
         cgroup_oom = False
         with contextlib.suppress(OSError):
             cgroup_oom = self.enforcer.oom_killed(slot.slot_id)
-        oom = cgroup_oom or slot.watchdog_killed
-        peaks = [p for p in (slot.peak_rss_bytes, self.enforcer.peak_bytes(slot.slot_id)) if p]
-        was_ready = slot.ready_mono is not None
-        info = restarts.classify_exit(
+        info = classify_slot_exit(
+            slot,
             returncode,
-            oom_killed=oom,
-            was_ready=was_ready,
-            expected=slot.retiring or stopping,
-            liveness_killed=slot.liveness_killed,
-            recycled=slot.recycling,
-            peak_rss_bytes=max(peaks) if peaks else None,
+            stopping=stopping,
+            cgroup_oom=cgroup_oom,
+            enforcer_peak_bytes=self.enforcer.peak_bytes(slot.slot_id),
         )
         self.enforcer.release(slot.slot_id)
         slot.move(WorkerEvent.EXIT)
         slot.last_exit = info
         slot.last_exit_wall = now_wall
         healthy_for = now_mono - slot.ready_mono if slot.ready_mono is not None else 0.0
-        pid = slot.proc.pid if slot.proc is not None else None
-        details: dict[str, Any] = {
-            "pid": pid,
-            "exit_code": info.exit_code,
-            "signal": info.signal,
-            "reason": info.reason.value,
-            "oom_killed": info.oom_killed,
-            "oom_enforcement": (self.enforcer.kind if cgroup_oom else "watchdog") if oom else None,
-            "peak_rss_bytes": info.peak_rss_bytes,
-            "peak_pss_bytes": slot.peak_pss_bytes or None,
-            "memory_limit_bytes": self.limits.limit_bytes,
-            "during_boot": info.during_boot,
-            "uptime_s": round(now_mono - (slot.started_mono or now_mono), 3),
-            "healthy_for_s": round(healthy_for, 3),
-        }
-        if slot.boot_message:
-            details["boot_message"] = slot.boot_message
-        if slot.watchdog_killed:
-            details["watchdog_killed_at"] = slot.extra.get("watchdog_kill_wall")
-            details["watchdog_rss_bytes"] = slot.extra.get("watchdog_kill_rss")
-            details["watchdog_pss_bytes"] = slot.extra.get("watchdog_kill_pss")
+        details = exit_details(
+            slot,
+            info,
+            cgroup_oom=cgroup_oom,
+            enforcer_kind=self.enforcer.kind,
+            limit_bytes=self.limits.limit_bytes,
+            now_mono=now_mono,
+        )
         self.journal.record(
             EventKind.WORKER_EXITED, release=slot.release, worker=slot.slot_id, details=details
         )
@@ -160,12 +216,11 @@ class ExitHandler:
         if info.oom_killed:
             self.metrics.oom_kills.labels(**labels).inc()
         self.observers.forget(slot.slot_id)
-        if not was_ready or returncode != 0:
+        if may_leave_orphans(slot, returncode):
             asyncio.get_running_loop().create_task(self._ship_orphans(slot))
         decision = restarts.decide_after_exit(
             info,
-            # a surge worker that never became ready is dropped: the rolling restart stops
-            retiring=slot.retiring or stopping or (slot.surge and not was_ready),
+            retiring=leaves_pool(slot, stopping=stopping),
             recycling=slot.recycling,
             previous_attempt=slot.attempt,
             boot_failures=slot.boot_failures,
