@@ -34,6 +34,7 @@ async def stores(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Sto
         breaker_failure_threshold=3,
         breaker_reset_timeout_s=0.5,
         shutdown_grace_s=5,
+        redis_probe_interval_s=0,  # these tests count round trips; the probe has its own test
     )
     built = build_stores(settings)
     await built.start()
@@ -240,3 +241,42 @@ async def test_after_a_redis_restart_the_first_probe_closes_the_breaker(
     await asyncio.sleep(0.6)
     assert await stores.cache.get("probe") is None
     assert stores.degraded() == frozenset(), "one probe after the restart closes the breaker"
+
+
+async def test_an_idle_worker_learns_that_redis_died_and_came_back_without_a_request(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """`falcon status` used to say "redis ok" until a user's request tripped the breaker."""
+    settings = Settings(
+        home=tmp_path,
+        redis_url=redis_server.url,
+        redis_timeout_ms=50,
+        breaker_failure_threshold=3,
+        breaker_reset_timeout_s=0.5,
+        shutdown_grace_s=5,
+        redis_probe_interval_s=0.1,
+    )
+    stores = build_stores(settings)
+    await stores.start()
+    try:
+        pipeline = stores.redis_pipeline
+        assert pipeline is not None
+        await wait_for(lambda: pipeline.probes >= 1, "the first idle probe")
+        assert stores.status()["cache"]["state"] == "ok"
+        redis_server.kill()
+        await wait_for(lambda: stores.status()["cache"]["state"] == "degraded", "degraded")
+        assert stores.status()["idempotency"]["state"] == "degraded"
+        redis_server.start()
+        await wait_for(lambda: stores.status()["cache"]["state"] == "ok", "ok again")
+        assert stores.degraded() == frozenset()
+        # Every call was a probe (some were refused by the open breaker): no request was needed.
+        assert 0 < pipeline.calls <= pipeline.probes
+
+        # Busy: requests keep the breaker current, so no probe goes out beside them.
+        probes = pipeline.probes
+        for _ in range(20):
+            await stores.cache.get("busy")
+            await asyncio.sleep(0.02)
+        assert pipeline.probes - probes <= 1
+    finally:
+        await stores.close()

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # default). Safe: a cache key names the model version and the text, so a local copy is
     # never stale; but it keeps answering hot texts while Redis is away (no "degraded" then).
     redis_local_cache_entries: int = Field(default=0, ge=0, le=10_000_000)
+    # While no request reaches Redis, one lookup every this many seconds keeps its breaker
+    # (and so `falcon status`, /readyz and the metrics) true to Redis's state (0 = off).
+    redis_probe_interval_s: float = Field(default=1.0, ge=0, le=3600)
     database_url: SecretStr | None = None
     database_pool_size: int = Field(default=5, ge=1, le=1000)
     database_timeout_s: float = Field(default=5.0, gt=0, le=300)

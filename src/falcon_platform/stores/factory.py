@@ -240,13 +240,25 @@ def build_stores(settings: Settings) -> Stores:
             pipeline, fallback=local, ttl_s=settings.idempotency_ttl_s
         )
 
+        probing: list[asyncio.Task[None]] = []
+
         async def close_redis() -> None:
+            for task in probing:
+                task.cancel()
+            await asyncio.gather(*probing, return_exceptions=True)
             await pipeline.drain(timeout_s=min(1.0, settings.shutdown_grace_s))
             await pipeline.close()
             await client.aclose()
 
         async def warm_redis() -> None:
             await pipeline.warm()
+            if settings.redis_probe_interval_s > 0:
+                probing.append(
+                    asyncio.get_running_loop().create_task(
+                        pipeline.keep_probing(settings.redis_probe_interval_s),
+                        name="falcon-redis-probe",
+                    )
+                )
 
         on_close.insert(0, close_redis)
         on_start.append(warm_redis)

@@ -23,6 +23,9 @@ the micro-batcher together.
   one, so a slow Redis gets bigger batches rather than more connections.
 - ``set_later`` is fire-and-forget (a cache fill): it rides the next round trip, never delays
   a response, and is dropped (counted) past ``max_pending_writes`` or while Redis is away.
+- While no call reaches Redis, :meth:`TickPipeline.keep_probing` sends one lookup per
+  interval, so the breaker (what ``falcon status`` and the metrics report) learns that Redis
+  went away, or came back, without waiting for a user's request.
 
 The decisions -- what to send, and which reply belongs to whom -- are the pure functions
 :func:`plan_round_trip` and :func:`route_replies`.
@@ -48,6 +51,7 @@ logger = logging.getLogger("falcon.stores.redis")
 FAILURES = (RedisError, OSError, TimeoutError)
 
 Kind = Literal["get", "set", "claim"]
+PROBE_KEY = "falcon:probe"  # never written: the idle probe's lookup answers None
 Answer = tuple[bool, bytes | None]  # (Redis answered, value)
 NOT_OK: Answer = (False, None)
 
@@ -115,6 +119,15 @@ def plan_round_trip(ops: Sequence[Op]) -> RoundTrip:
     else:
         commands.extend(("SET", op.key, op.value, "PX", op.px) for op in fills)
     return RoundTrip(commands, read_keys)
+
+
+def probe_due(round_trips_now: int, round_trips_before: int) -> bool:
+    """Send an idle probe? Only when no round trip went out during the last interval (pure).
+
+    >>> probe_due(7, 7), probe_due(9, 7)
+    (True, False)
+    """
+    return round_trips_now == round_trips_before
 
 
 def route_replies(ops: Sequence[Op], plan: RoundTrip, replies: Sequence[Any]) -> list[Answer]:
@@ -191,6 +204,7 @@ class TickPipeline:
         self.calls = 0
         self.writes_dropped = 0
         self.failures = 0
+        self.probes = 0  # idle probes sent (keep_probing)
 
     # --- the calls -----------------------------------------------------------------------------
     def get(self, key: str) -> asyncio.Future[Answer]:
@@ -324,6 +338,21 @@ class TickPipeline:
                 await asyncio.gather(*(open_one() for _ in range(self.max_inflight)))
         return len(self._idle)
 
+    async def keep_probing(self, interval_s: float) -> None:
+        """Until cancelled: one lookup per ``interval_s`` while no other round trip went out.
+
+        Requests keep the breaker current while they flow; an idle worker would otherwise say
+        "ok" about a Redis that died minutes ago (and an open breaker would wait for a user's
+        request to probe a Redis that came back). The lookup takes the same path as a request's:
+        same budget, same breaker, and, while the breaker is open, only its half-open probe."""
+        seen = self.round_trips
+        while True:
+            await asyncio.sleep(interval_s)
+            if probe_due(self.round_trips, seen):
+                self.probes += 1
+                await self.get(PROBE_KEY)
+            seen = self.round_trips
+
     # --- shutdown ------------------------------------------------------------------------------
     async def drain(self, timeout_s: float) -> None:
         """Send what is queued and wait for round trips in flight (bounded), then stop."""
@@ -354,6 +383,7 @@ class TickPipeline:
             "calls": self.calls,
             "writes_dropped": self.writes_dropped,
             "failed_round_trips": self.failures,
+            "idle_probes": self.probes,
         }
 
 
