@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
+
+import pytest
 
 from falcon_platform.supervisor.sd_notify import SystemdNotifier
 
@@ -41,3 +44,19 @@ def test_outside_systemd_nothing_is_sent() -> None:
         {"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "7"}, pid=8
     )
     assert other.watchdog_interval_s is None  # the watchdog is another process's
+
+
+@pytest.mark.timeout(10)  # the old blocking send hangs here: fail in seconds, not 300
+def test_a_reader_that_does_not_read_never_blocks_the_sender(tmp_path: Path) -> None:
+    """The supervisor's loop sends the pings: a full notify queue drops them, it never waits."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        notifier = SystemdNotifier(str(path), watchdog_interval_s=0.0)
+        started = time.monotonic()
+        sent = [notifier.send("WATCHDOG=1") for _ in range(200)]  # far past max_dgram_qlen
+        assert time.monotonic() - started < 5  # a blocking send would hang here for ever
+        assert sent[0] is True
+        assert sent[-1] is False  # dropped, and said so
+        notifier.watchdog(1.0)  # a dropped ping is not counted as sent: retried next pass
+        assert notifier._last_ping == float("-inf")

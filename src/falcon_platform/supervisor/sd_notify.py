@@ -38,12 +38,18 @@ class SystemdNotifier:
         return self.address is not None
 
     def send(self, *lines: str) -> bool:
-        """One datagram of ``KEY=value`` lines; False when not under systemd or it failed."""
+        """One datagram of ``KEY=value`` lines; False when not under systemd or it failed.
+
+        Never blocks: a UNIX datagram socket whose reader lags (its queue holds
+        ``net.unix.max_dgram_qlen`` datagrams, 10 by default) would otherwise stop the
+        supervisor's loop inside ``sendto``. A message that does not fit is dropped and
+        reported as not sent (a watchdog ping is then retried on the next pass).
+        """
         if self.address is None:
             return False
         payload = "\n".join(line.replace("\n", " ") for line in lines).encode()
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(payload, self.address)
+            s.sendto(payload, socket.MSG_DONTWAIT, self.address)
             return True
         return False
 
