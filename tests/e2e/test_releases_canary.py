@@ -3,8 +3,9 @@
 One supervisor (3 workers, 500 MB limit) serves 30 req/s of fresh-connection traffic the
 whole time while, in order: the seed's leaking release is refused by the load gate; the same
 release with --skip-gate is aborted by the canary before any OOM kill; a release answering
-20% errors is aborted at its first analysis; a good release is promoted; `falcon rollback`
-returns to the first release. Canary pauses are seconds here (spec overrides).
+20% errors is aborted at its first analysis; a rollout is aborted by hand; a good release is
+promoted; `falcon rollback` returns to the first release. Each abort pages (FalconCanaryAborted)
+and all of them make one incident. Canary pauses are seconds here (spec overrides).
 """
 
 from __future__ import annotations
@@ -74,6 +75,43 @@ def _events(sup: RunningSupervisor, kind: str, release: str) -> list[dict[str, A
     return [e for e in sup.events(kind) if e["release"] == release]
 
 
+def _canary_alerts(body: dict[str, Any], release: str) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in body["alerts"]
+        if a["name"] == "FalconCanaryAborted" and a["labels"].get("release") == release
+    ]
+
+
+def _assert_paged_once(sup: RunningSupervisor, release: str, reason: str) -> None:
+    """FalconCanaryAborted fires for the release (GET /alerts), and the abort is one incident
+    (the alert attached to the one opened by rollout_aborted; aborts in this module come
+    within incidents.reopen_window of each other, so they share it)."""
+    body = sup.wait_for_json(
+        "/alerts",
+        lambda b: any(a["state"] == "firing" for a in _canary_alerts(b, release)),
+        timeout=30,
+        what=f"FalconCanaryAborted firing for {release}",
+    )
+    [alert] = _canary_alerts(body, release)
+    assert (alert["severity"], alert["labels"]["reason"]) == ("critical", reason)
+    assert f"release {release} aborted" in alert["annotations"]["summary"]
+    assert alert["annotations"]["runbook_url"].endswith("#falconcanaryaborted")
+    incidents = sup.wait_for_json(
+        "/incidents",
+        lambda b: any(
+            "FalconCanaryAborted" in i["alerts"] and release in i["releases"]
+            for i in b["incidents"]
+        ),
+        timeout=15,
+        what=f"the alert attached to the incident of {release}'s abort",
+    )["incidents"]
+    assert len(incidents) == 1, incidents
+    keys = [t["key"] for t in incidents[0]["triggers"]]
+    assert f"rollout_aborted:{release}" in keys
+    assert not any(k.startswith("alert:FalconCanaryAborted") for k in keys), keys
+
+
 def test_the_seed_leak_is_refused_by_the_gate_before_any_user_sees_it(
     sup: RunningSupervisor, tmp_path: Path
 ) -> None:
@@ -132,6 +170,8 @@ def test_the_seed_leak_forced_through_is_aborted_before_any_oom_kill(
     assert record["gate"] == {"verdict": "skipped", "reason": "drill: prove the canary"}
     assert record["state"] == "aborted"
     assert record["steps"][-1]["verdict"] == "fail"
+    assert aborted["details"]["cause"] == "analysis"
+    _assert_paged_once(sup, release, "analysis")
 
 
 def test_a_release_answering_errors_is_aborted_at_its_first_analysis(
@@ -149,6 +189,22 @@ def test_a_release_answering_errors_is_aborted_at_its_first_analysis(
     assert "error ratio" in r["reason"]
     [analysis] = _events(sup, "canary_analysis", r["release"])
     assert analysis["details"]["verdict"] == "fail"
+    _assert_paged_once(sup, r["release"], "analysis")
+
+
+def test_a_rollout_aborted_by_hand_pages_too(sup: RunningSupervisor) -> None:
+    """`falcon rollout abort` right after `falcon deploy --detach`: reason manual."""
+    code, body, err = _deploy(sup, "--set", "FALCON_LOG_LEVEL=INFO", "--reason", "abort me",
+                              "--skip-gate", "drill", "--detach")  # fmt: skip
+    assert code == 0, err
+    release = body["rollout"]["release"]
+    done = sup.cli("rollout", "abort", "--reason", "pager test")
+    assert done.returncode == 0, done.stderr
+    sup.wait_for_json("/rollout", lambda b: b["rollout"]["phase"] == "aborted", timeout=60,
+                      what=f"{release} aborted")  # fmt: skip
+    [aborted] = _events(sup, "rollout_aborted", release)
+    assert aborted["details"]["cause"] == "manual"
+    _assert_paged_once(sup, release, "manual")
 
 
 def test_a_good_release_is_promoted_then_rolled_back_without_a_failed_request(

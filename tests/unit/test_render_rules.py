@@ -60,6 +60,7 @@ def test_all_alerts_the_issue_names_are_rendered() -> None:
         "FalconWorkerMemoryGrowth",
         "FalconWorkerOOMKilled",
         "FalconWorkerRecycling",
+        "FalconCanaryAborted",
         "FalconCrashLoop",
         "FalconNoReadyWorker",
         "FalconSupervisorDown",

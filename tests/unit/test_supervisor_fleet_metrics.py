@@ -20,6 +20,7 @@ FAMILIES = {
     "falcon_worker_oom_kills": ("counter", {"worker", "release"}),
     "falcon_worker_limit_recycles": ("counter", {"worker", "release"}),
     "falcon_worker_liveness_kills": ("counter", {"worker", "release"}),
+    "falcon_rollouts_aborted": ("counter", {"release", "reason"}),
     "falcon_crash_loop": ("gauge", {"release"}),
     "falcon_workers": ("gauge", {"release", "state"}),
     "falcon_workers_ready": ("gauge", {"release"}),
@@ -59,6 +60,7 @@ def test_every_family_carries_exactly_its_labels() -> None:
     ):
         counter.labels(worker="w1", release="r1").inc()
     metrics.scrape_failures.labels(worker="w1").inc(2)
+    metrics.rollouts_aborted.labels(release="r2", reason="analysis").inc()
     metrics.crash_loop.labels(release="r1").set(1)
     metrics.workers.labels(release="r1", state="ready").set(2)
     metrics.workers_ready.labels(release="r1").set(2)
@@ -79,6 +81,8 @@ def test_every_family_carries_exactly_its_labels() -> None:
     assert values[("falcon_worker_restarts_total", (("release", "r1"), ("worker", "w1")))] == 1.0
     assert values[("falcon_scrape_failures_total", (("worker", "w1"),))] == 2.0
     assert values[("falcon_workers_desired", (("release", "r1"),))] == 3.0
+    aborted = ("falcon_rollouts_aborted_total", (("reason", "analysis"), ("release", "r2")))
+    assert values[aborted] == 1.0
 
 
 def test_each_supervisor_has_its_own_registry_not_the_global_one() -> None:

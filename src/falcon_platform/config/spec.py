@@ -190,6 +190,12 @@ class AlertSpec(_Section):
     supervisor_absent_for: Duration = Field(
         default=60.0, ge=0, description="Supervisor gone this long pages (Prometheus only)."
     )
+    # --- added by the releases issue (14) --------------------------------------------------
+    # The abort itself is over in seconds (the stable pool restored by Falcon); the page holds
+    # this long so a person sees it and reads the release's verdict.
+    canary_aborted_window: Duration = Field(
+        default=900.0, gt=0, description="An aborted rollout alerts this long."
+    )
 
 
 class CanaryStep(_Section):

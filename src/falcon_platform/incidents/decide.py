@@ -28,7 +28,7 @@ from falcon_platform.incidents.model import (
 )
 from falcon_platform.incidents.signals import Signal
 
-Verb = Literal["open", "join", "reopen", "clear", "ignore"]
+Verb = Literal["open", "join", "reopen", "clear", "attach", "ignore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,15 @@ def decide(
     signal: Signal, unresolved: Sequence[Incident], *, now: float, reopen_window_s: float
 ) -> Decision:
     """Where ``signal`` goes. ``unresolved``: incidents not resolved, any order."""
+    if signal.echo:
+        # An alert reporting a trigger's event: it goes where that event went, or nowhere.
+        holders = [i for i in unresolved if i.trigger(signal.key) is not None]
+        if not holders:
+            return Decision(
+                "ignore", why=f"{signal.alert} echoes {signal.key}; no incident holds it"
+            )
+        newest = max(holders, key=lambda i: i.detected_at)
+        return Decision("attach", newest.id, f"{signal.alert} echoes {signal.key}")
     if not signal.firing:
         holders = [i for i in unresolved if (t := i.trigger(signal.key)) and t.active]
         if not holders:
@@ -133,6 +142,11 @@ def join(
         mitigated_by=None if reopened else inc.mitigated_by,
         reopened=inc.reopened + (1 if reopened else 0),
     )
+
+
+def attach(inc: Incident, signal: Signal) -> Incident:
+    """An echo alert noted on ``inc``: listed among its alerts; status and triggers unchanged."""
+    return replace(inc, alerts=_add(inc.alerts, signal.alert))
 
 
 def clear(inc: Incident, key: str, ts: float) -> Incident:

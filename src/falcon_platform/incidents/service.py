@@ -131,6 +131,11 @@ class IncidentService:
             return inc
         assert decision.incident_id is not None
         inc = self.store.get(decision.incident_id)
+        if decision.verb == "attach":
+            attached = rules.attach(inc, signal)
+            if attached != inc:
+                self.store.save(attached)
+            return attached
         if decision.verb in ("join", "reopen"):
             known = inc.trigger(signal.key)
             updated = rules.join(inc, signal, start=start)

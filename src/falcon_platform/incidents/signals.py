@@ -10,6 +10,11 @@ both (``crash_loop:r2`` fires on ``crash_loop_entered`` and clears on ``crash_lo
 Triggers: a critical alert firing, a crash loop, an aborted rollout (``rollout_aborted``
 from the releases package, cleared by ``rollback_finished``), no worker ready (the
 supervisor answering 503), and a burst of OOM kills (see :func:`oom_burst`).
+
+An alert that reports a journal event which is a trigger itself (``FalconCanaryAborted``
+reports ``rollout_aborted``) is an *echo*: its firing is attached to the incident that event
+opened (listed among its alerts) and never opens, reopens or clears one, so one abort is one
+incident whose mitigation time is the rollback's, not the end of the alert's window.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from falcon_platform.events.journal import Event, EventKind
 from falcon_platform.incidents.model import Severity, worst
+from falcon_platform.observability.alert_defs import CANARY_ABORTED
 
 # Kinds journaled by the releases package (issue 14); strings, not an import (layering).
 ROLLOUT_ABORTED = "rollout_aborted"
@@ -39,6 +45,9 @@ RELEASE_KINDS = frozenset(
         "rollback_finished",
     }
 )
+
+# Echo alerts -> the signal kind whose event they report (the key is "<kind>:<release>").
+ECHO_ALERTS: dict[str, str] = {CANARY_ABORTED: "rollout_aborted"}
 
 # The severity a trigger alone implies, before the blast radius is known.
 BASE_SEVERITY: dict[str, Severity] = {
@@ -78,6 +87,7 @@ class Signal:
     release: str | None = None
     worker: str | None = None
     alert: str | None = None
+    echo: bool = False  # only attaches to the incident holding ``key``; see the module doc
 
 
 def _alert_key(details: Mapping[str, Any]) -> str:
@@ -101,6 +111,23 @@ def signals_from_event(event: Event) -> list[Signal]:
         if firing and d.get("severity") != "critical":
             return []  # warnings and info are context (timeline), not incidents
         summary = (d.get("annotations") or {}).get("summary") or name
+        if name in ECHO_ALERTS:
+            if not firing:
+                return []  # the event's own pair (rollback_finished) clears the trigger
+            release = event.release or (d.get("labels") or {}).get("release")
+            return [
+                Signal(
+                    f"{ECHO_ALERTS[name]}:{release}",
+                    "alert",
+                    True,
+                    event.ts,
+                    title=str(summary),
+                    severity=BASE_SEVERITY["alert"],
+                    release=release,
+                    alert=name,
+                    echo=True,
+                )
+            ]
         since = d.get("active_since")
         return [
             Signal(
@@ -150,13 +177,14 @@ def signals_from_event(event: Event) -> list[Signal]:
         # The rollback's own release may be the one rolled back to; the aborted one is
         # ``from_release`` when given.
         aborted = (d.get("from_release") if kind == ROLLBACK_FINISHED else None) or event.release
+        by = " by canary analysis" if d.get("cause", "analysis") == "analysis" else ""
         return [
             Signal(
                 f"rollout_aborted:{aborted}",
                 "rollout_aborted",
                 kind == ROLLOUT_ABORTED,
                 event.ts,
-                title=f"Rollout of release {aborted} aborted by canary analysis"
+                title=f"Rollout of release {aborted} aborted{by}"
                 + (f": {d['reason']}" if d.get("reason") else ""),
                 severity=BASE_SEVERITY["rollout_aborted"],
                 release=aborted,
@@ -232,7 +260,11 @@ def first_related_ts(events: Iterable[Event], signal: Signal, *, lookback_s: flo
             continue
         if is_abnormal_exit(e):
             start = min(start, e.ts)
-        elif e.kind == EventKind.ALERT_FIRING and e.details.get("severity") == "critical":
+        elif (
+            e.kind == EventKind.ALERT_FIRING
+            and e.details.get("severity") == "critical"
+            and e.details.get("name") not in ECHO_ALERTS  # its event is the symptom, not it
+        ):
             since = e.details.get("active_since")
             if isinstance(since, int | float):
                 start = min(start, float(since))

@@ -42,6 +42,9 @@ from falcon_platform.observability.conditions import Condition as Condition
 RUNBOOK_BASE = "https://github.com/falcon-platform/falcon/blob/main/docs/RUNBOOK.md"
 SEVERITY_OF_BURN = {"page": "critical", "ticket": "warning"}
 LATENCY_WINDOW = 300.0
+# Fires from falcon_rollouts_aborted_total, the counter beside the journal's rollout_aborted
+# event; the incident watcher lets that event open the incident and only notes this alert.
+CANARY_ABORTED = "FalconCanaryAborted"
 
 
 def github_slug(heading: str) -> str:
@@ -237,6 +240,26 @@ def alert_defs(spec: Spec) -> list[AlertDef]:
                 f"more than {a.recycle_max} times in {format_duration(a.recycle_window)}. "
                 "Recycling hides the leak from users for now (no request fails), not from the "
                 "next OOM kill: roll the release back."
+            ),
+        ),
+        AlertDef(
+            name=CANARY_ABORTED,
+            severity="critical",
+            group="falcon-runtime",
+            # Pages at once and holds for the window: the abort itself takes seconds (Falcon
+            # restored the stable release), the page is so a person reads why.
+            condition=CounterIncrease(
+                names.ROLLOUTS_ABORTED, a.canary_aborted_window, by=("release", "reason")
+            ),
+            for_s=0.0,
+            summary="Rollout of release {{ $labels.release }} aborted ({{ $labels.reason }}); "
+            "the stable release serves",
+            description=(
+                "Falcon aborted the rollout of release {{ $labels.release }} (reason: "
+                f"{{{{ $labels.reason }}}}) within the last {format_duration(a.canary_aborted_window)}: "
+                "the stable release was restored to full size and the canary workers drained. "
+                "`falcon releases show {{ $labels.release }}` has the failed step's numbers; "
+                "the incident is in `falcon incident list`."
             ),
         ),
         AlertDef(

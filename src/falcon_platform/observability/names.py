@@ -47,6 +47,9 @@ WORKER_RESTARTS = "falcon_worker_restarts_total"  # counter; worker, release
 WORKER_OOM_KILLS = "falcon_worker_oom_kills_total"  # counter; worker, release
 WORKER_LIMIT_RECYCLES = "falcon_worker_limit_recycles_total"  # counter; worker, release
 WORKER_LIVENESS_KILLS = "falcon_worker_liveness_kills_total"  # counter; worker, release
+# counter; release, reason (analysis, inconclusive, manual, startup, error): the stable release
+# was restored and the release marked aborted (``falcon rollout abort`` counts as manual)
+ROLLOUTS_ABORTED = "falcon_rollouts_aborted_total"
 CRASH_LOOP = "falcon_crash_loop"  # gauge; release; 1 while in CrashLoopBackOff
 WORKERS = "falcon_workers"  # gauge; release, state
 WORKERS_READY = "falcon_workers_ready"  # gauge; release

@@ -66,6 +66,17 @@ PHASES: dict[Phase, frozenset[Phase]] = {
 DONE = frozenset({Phase.PROMOTED, Phase.ABORTED, Phase.REFUSED})
 
 
+class AbortCause(StrEnum):
+    """Why a rollout was aborted: the ``reason`` label of ``falcon_rollouts_aborted_total``
+    (alert FalconCanaryAborted) and ``cause`` in the ``rollout_aborted`` event."""
+
+    ANALYSIS = "analysis"  # the canary judge failed the canary
+    INCONCLUSIVE = "inconclusive"  # no verdict within the step's pause + inconclusive_timeout
+    MANUAL = "manual"  # `falcon rollout abort` (or the control API)
+    STARTUP = "startup"  # the release's workers could not start or become ready
+    ERROR = "error"  # the runner itself failed
+
+
 def canary_workers(total: int, weight: int) -> int:
     """Workers of the canary for a step of ``weight`` percent of ``total`` (pure): at least one,
     at most all; rounded up so a 10% step on 3 workers still runs one canary worker."""
@@ -143,10 +154,13 @@ class Rollout:
 
 
 class _Stop(Exception):
-    def __init__(self, reason: str, *, promote: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, promote: bool = False, cause: AbortCause = AbortCause.ANALYSIS
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.promote = promote
+        self.cause = cause
 
 
 @dataclass
@@ -222,6 +236,10 @@ class Rollouts:
         self.current = rollout
         self._requests = _Requests()
         self._busy = True
+        # Every reason exported at 0 from the start: increase() (alert FalconCanaryAborted, in
+        # Prometheus and the local evaluator) cannot see a series whose first sample is 1.
+        for cause in AbortCause:
+            self.sup.metrics.rollouts_aborted.labels(release=record.id, reason=cause)
         self.journal.record(
             EventKind.ROLLOUT_STARTED,
             release=record.id,
@@ -275,14 +293,14 @@ class Rollouts:
                 if stop.promote:
                     await self._promote(rollout, record, stop.reason)
                 else:
-                    await self._abort(rollout, record, stop.reason)
+                    await self._abort(rollout, record, stop.reason, stop.cause)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("rollout of %s failed", rollout.release)
             if not rollout.done:
                 with contextlib.suppress(Exception):
-                    await self._abort(rollout, record, f"rollout error: {exc}")
+                    await self._abort(rollout, record, f"rollout error: {exc}", AbortCause.ERROR)
         finally:
             self._busy = False
 
@@ -402,7 +420,7 @@ class Rollouts:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._requests.wake.wait(), timeout=spec.interval)
             if self._requests.abort is not None:
-                raise _Stop(f"aborted by hand: {self._requests.abort}")
+                raise _Stop(f"aborted by hand: {self._requests.abort}", cause=AbortCause.MANUAL)
             if self._requests.promote is not None:
                 raise _Stop(f"promoted by hand: {self._requests.promote}", promote=True)
             now = self.sup.clock.now()
@@ -418,7 +436,10 @@ class Rollouts:
                 rollout.waiting = "; ".join(analysis.reasons)
                 if elapsed >= pause + spec.inconclusive_timeout:
                     record = self._keep_step(record, rollout, analysis)
-                    raise _Stop(f"no verdict after {elapsed:.0f} s: " + "; ".join(analysis.reasons))
+                    raise _Stop(
+                        f"no verdict after {elapsed:.0f} s: " + "; ".join(analysis.reasons),
+                        cause=AbortCause.INCONCLUSIVE,
+                    )
             else:
                 rollout.waiting = f"step {rollout.step}: {pause - elapsed:.0f} s of the pause left"
 
@@ -488,16 +509,22 @@ class Rollouts:
         deadline = self.sup.clock.monotonic() + self.sup.spec.probes.startup_timeout
         while self.sup.ready_count(release) < n:
             if rollout is not None and self._requests.abort is not None:
-                raise _Stop(f"aborted by hand: {self._requests.abort}")
+                raise _Stop(f"aborted by hand: {self._requests.abort}", cause=AbortCause.MANUAL)
             failed = [
                 s for s in self.sup.slots.values()
                 if s.release == release and s.state in (WorkerState.FAILED, WorkerState.BACKOFF)
             ]  # fmt: skip
             if failed or self.sup.crash_looping.get(release):
                 why = failed[0].boot_message if failed and failed[0].boot_message else None
-                raise _Stop(f"{release} workers cannot start ({why or 'exited while starting'})")
+                raise _Stop(
+                    f"{release} workers cannot start ({why or 'exited while starting'})",
+                    cause=AbortCause.STARTUP,
+                )
             if self.sup.clock.monotonic() > deadline:
-                raise _Stop(f"{release}: {n} worker(s) not ready within the startup timeout")
+                raise _Stop(
+                    f"{release}: {n} worker(s) not ready within the startup timeout",
+                    cause=AbortCause.STARTUP,
+                )
             await asyncio.sleep(0.1)
 
     async def _restore(self, keep: str, drop: str, n: int) -> None:
@@ -508,7 +535,9 @@ class Rollouts:
             await self._wait_ready(keep, n, None)
         self.sup.set_desired({keep: n, drop: 0})
 
-    async def _abort(self, rollout: Rollout, record: ReleaseRecord, reason: str) -> None:
+    async def _abort(
+        self, rollout: Rollout, record: ReleaseRecord, reason: str, cause: AbortCause
+    ) -> None:
         del record  # the stored one has every step kept so far
         rollout.move(Phase.ABORTING)
         rollout.waiting = f"restoring {rollout.from_release} to {rollout.total_workers} worker(s)"
@@ -532,6 +561,7 @@ class Rollouts:
         rollout.move(Phase.ABORTED)
         details = {
             "reason": reason,
+            "cause": str(cause),
             "from_release": rollout.from_release,
             "to_release": rollout.release,
             "step": rollout.step,
@@ -547,6 +577,15 @@ class Rollouts:
             "canary_peak_memory_mb": rollout.canary_peak_memory_mb,
             "memory_limit_mb": rollout.memory_limit_mb,
         }
+        # The 0s exported when the rollout started must reach the SLI store before the 1, or
+        # increase() sees nothing (an abort by hand a second after the deploy). Prometheus,
+        # scraping less often, can still miss an abort that quick: docs/RUNBOOK.md says so.
+        exported_at = rollout.started_at + 2 * self.sup.settings.sli_scrape_interval_s
+        if (wait := exported_at - self.sup.clock.now()) > 0:
+            await asyncio.sleep(wait)
+        # The counter and the event together: alert FalconCanaryAborted fires from the one,
+        # the incident opens from the other (signals dedupe them).
+        self.sup.metrics.rollouts_aborted.labels(release=rollout.release, reason=cause).inc()
         self.journal.record(EventKind.ROLLOUT_ABORTED, release=rollout.release, details=details)
         self.journal.record(
             EventKind.ROLLBACK_FINISHED,
@@ -566,7 +605,7 @@ class Rollouts:
                                   rollout.release: n})  # fmt: skip
             await self._wait_ready(rollout.release, n, rollout)
         except _Stop as stop:
-            await self._abort(rollout, record, stop.reason)
+            await self._abort(rollout, record, stop.reason, stop.cause)
             return
         self.sup.set_desired({rollout.release: n, rollout.from_release: 0})
         rollout.canary_workers = n

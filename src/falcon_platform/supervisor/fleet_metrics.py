@@ -37,6 +37,12 @@ class SupervisorMetrics:
             ["worker", "release"],
             registry=r,
         )
+        self.rollouts_aborted = Counter(
+            names.ROLLOUTS_ABORTED,
+            "Rollouts aborted (stable release restored), by release and reason.",
+            ["release", "reason"],
+            registry=r,
+        )
         self.crash_loop = Gauge(
             names.CRASH_LOOP, "1 while the release is in CrashLoopBackOff.", ["release"], registry=r
         )

@@ -113,6 +113,21 @@ class RunningSupervisor:
             time.sleep(0.1)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status: {last}")
 
+    def wait_for_json(
+        self, path: str, predicate: Callable[[Any], bool], *, timeout: float, what: str
+    ) -> Any:
+        """Poll ``GET <control API><path>`` (from loopback: no token) until ``predicate(body)``;
+        return the body, or raise naming ``what`` and the last body."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                last = httpx.get(self.control_url + path, timeout=10).json()
+                if predicate(last):
+                    return last
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last {path}: {last}")
+
     def wait_ready(self, n: int, timeout: float = 120.0) -> dict[str, Any]:
         return self.wait_until(
             lambda s: sum(1 for w in s["workers"] if w["state"] == "ready") >= n,

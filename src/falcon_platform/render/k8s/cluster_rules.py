@@ -97,7 +97,9 @@ def cluster_alerts(spec: Spec, names: Names, *, rollout: bool) -> list[ClusterAl
                 "A canary analysis failed (or someone ran `kubectl argo rollouts abort`), or new "
                 "pods did not become available within progressDeadlineSeconds; the stable pods "
                 "serve. See the failed AnalysisRun's measurements.",
-                "",
+                # Argo aborts on a cluster: the supervisor's counter behind the twin is absent
+                # there, so the `<service>` rule never fires and this one pages alone.
+                "FalconCanaryAborted",
             ),
             ClusterAlert(
                 "FalconRolloutPaused",
