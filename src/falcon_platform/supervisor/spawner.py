@@ -36,6 +36,59 @@ ZYGOTE_TIMEOUT_S = 10.0
 ZYGOTE_WAIT_S = 15.0  # a restart waits this long at most for a preloading zygote
 
 
+def worker_command(
+    executable: str,
+    sock_fd: int,
+    admin_socket: Path | None,
+    worker_args: Sequence[str],
+    gate_args: Sequence[str],
+) -> list[str]:
+    """The worker's command line: the thin entry point, the inherited socket, the admin
+    socket (none for a zygote), the supervisor's options, then the release's own gate options."""
+    command = [executable, "-m", "falcon_platform.worker", "--fd", str(sock_fd)]
+    if admin_socket is not None:
+        command += ["--admin-socket", str(admin_socket)]
+    return command + list(worker_args) + list(gate_args)
+
+
+def worker_env(
+    base: Mapping[str, str],
+    release_env: Mapping[str, str],
+    *,
+    release: str,
+    worker_id: str,
+    notify_fd: int,
+    supervisor_pid: int,
+) -> dict[str, str]:
+    """The worker's environment: the supervisor's, the release's ``FALCON_*`` overrides on
+    top, and last its identity and notify pipe, which no release setting can override."""
+    env = dict(base)
+    env.update(release_env)
+    env.update(
+        {
+            "FALCON_WORKER_ID": worker_id,
+            "FALCON_RELEASE": release,
+            NOTIFY_FD_ENV: str(notify_fd),
+            SUPERVISOR_PID_ENV: str(supervisor_pid),
+        }
+    )
+    return env
+
+
+def standby_due(
+    *, enabled: bool, allowed: bool, has_standby: bool, now: float, not_before: float
+) -> bool:
+    """Start a zygote for the release now? Not if standbys are off, the caller says not now
+    (a rollout, memory), it has one, or a recent failure's retry delay has not passed."""
+    return enabled and allowed and not has_standby and now >= not_before
+
+
+def zygote_worth_waiting_for(*, warm: bool, alive: bool, age_s: float) -> bool:
+    """A zygote still preloading (and young) will fork a worker sooner than a fresh start,
+    which would also compete with it for the CPU."""
+    return not warm and alive and age_s < ZYGOTE_WAIT_S
+
+
 @dataclass
 class Standby:
     """A release's zygote: preloaded, forks a worker per request."""
@@ -66,7 +119,9 @@ class Spawner:
         clock: Clock,
         use_standby: bool = True,
         on_warm: Callable[[], None] | None = None,
+        executable: str | None = None,
     ) -> None:
+        self._executable = executable or sys.executable
         self._sock_fd = sock_fd
         self._releases = releases
         self._worker_args = list(worker_args)
@@ -79,24 +134,23 @@ class Spawner:
 
     # --- processes -------------------------------------------------------------------------
     def _command(self, release: str, admin_socket: Path | None) -> list[str]:
-        command = [sys.executable, "-m", "falcon_platform.worker"]
-        command += ["--fd", str(self._sock_fd)]
-        if admin_socket is not None:
-            command += ["--admin-socket", str(admin_socket)]
-        return command + self._worker_args + list(self._releases[release].gate_args)
+        return worker_command(
+            self._executable,
+            self._sock_fd,
+            admin_socket,
+            self._worker_args,
+            self._releases[release].gate_args,
+        )
 
     def _env(self, release: str, worker_id: str, notify_fd: int) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self._releases[release].env)
-        env.update(
-            {
-                "FALCON_WORKER_ID": worker_id,
-                "FALCON_RELEASE": release,
-                NOTIFY_FD_ENV: str(notify_fd),
-                SUPERVISOR_PID_ENV: str(os.getpid()),
-            }
+        return worker_env(
+            os.environ,
+            self._releases[release].env,
+            release=release,
+            worker_id=worker_id,
+            notify_fd=notify_fd,
+            supervisor_pid=os.getpid(),
         )
-        return env
 
     def spawn(self, release: str, worker_id: str, admin_socket: Path) -> StartedWorker:
         """A worker for the slot: forked by the release's warm zygote, else started afresh."""
@@ -139,9 +193,13 @@ class Spawner:
     # --- standbys --------------------------------------------------------------------------
     def maintain_standby(self, release: str, *, allowed: bool) -> None:
         """Start the release's standby if it has none and the caller allows it now."""
-        if not self.use_standby or not allowed or release in self.standbys:
-            return
-        if self._clock.monotonic() < self._not_before.get(release, 0.0):
+        if not standby_due(
+            enabled=self.use_standby,
+            allowed=allowed,
+            has_standby=release in self.standbys,
+            now=self._clock.monotonic(),
+            not_before=self._not_before.get(release, 0.0),
+        ):
             return
         notify_read, notify_write = os.pipe()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -188,11 +246,10 @@ class Spawner:
         """A zygote for the release is still preloading (and young): waiting for it is faster
         than starting a worker from scratch, which would compete with it for the CPU."""
         standby = self.standbys.get(release)
-        return (
-            standby is not None
-            and not standby.warm
-            and standby.proc.poll() is None
-            and self._clock.monotonic() - standby.started_mono < ZYGOTE_WAIT_S
+        return standby is not None and zygote_worth_waiting_for(
+            warm=standby.warm,
+            alive=standby.proc.poll() is None,
+            age_s=self._clock.monotonic() - standby.started_mono,
         )
 
     def _usable(self, release: str) -> Standby | None:
