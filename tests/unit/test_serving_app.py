@@ -522,3 +522,48 @@ async def test_in_flight_requests_are_counted_while_they_are_served(
     after = (await client.get("/metrics")).text
     assert sample(during, names.INFLIGHT, worker="w7") == 1
     assert sample(after, names.INFLIGHT, worker="w7") == 0
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """{status or "": value} of one metric family's samples in an exposition."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name:
+                key = s.labels.get("status", "")
+                out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+async def test_synthetic_requests_on_the_admin_socket_are_counted_apart_from_user_traffic(
+    app: FastAPI, client: httpx.AsyncClient, stores: FakeStores
+) -> None:
+    """A canary's synthetic request (only the supervisor reaches the admin socket) is served
+    like /infer but counted in falcon_synthetic_*, never in falcon_requests_total nor in the
+    request log: SLOs, alerts and incidents see users only."""
+    service = app.state.falcon_service
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_admin_app(app, service)), base_url="http://a"
+    ) as admin:
+        answers = [await admin.post("/synthetic/infer", json={"text": f"fine {i}"})
+                   for i in range(3)]  # fmt: skip
+        bad = await admin.post("/synthetic/infer", json={"nope": 1})
+        wrong_method = await admin.get("/synthetic/infer")
+        exposition = (await admin.get("/metrics")).text
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[0].json()["release"] == "r3"
+    assert bad.status_code == 422
+    assert wrong_method.status_code == 405
+    assert stores.request_log.rows == []
+    assert _samples(exposition, names.SYNTHETIC_REQUESTS) == {"200": 3.0, "422": 1.0}
+    assert sum(_samples(exposition, names.REQUESTS).values()) == 0
+    assert _samples(exposition, names.SYNTHETIC_DURATION + "_count") == {"": 4.0}
+    # the public port has no such route, and without a service the admin app has none either
+    assert (await client.post("/synthetic/infer", json={"text": "x"})).status_code == 404
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_admin_app(app)), base_url="http://a"
+    ) as probes_only:
+        assert (await probes_only.post("/synthetic/infer", json={"text": "x"})).status_code in (
+            404,
+            405,
+        )

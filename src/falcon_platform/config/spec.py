@@ -252,6 +252,15 @@ class CanarySpec(_Section):
     inconclusive_timeout: Duration = Field(
         default=300.0, gt=0, description="A step still without a verdict this long aborts."
     )
+    synthetic_rps: float = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Synthetic req/s to a canary short of requests (0: off).",
+    )
+    synthetic_max_duration: Duration = Field(
+        default=60.0, gt=0, description="Synthetic traffic at most this long per step."
+    )
 
 
 class GateSpec(_Section):

@@ -66,6 +66,7 @@ class EventKind(StrEnum):
     ROLLOUT_STARTED = "rollout_started"
     ROLLOUT_STEP = "rollout_step"
     CANARY_ANALYSIS = "canary_analysis"
+    CANARY_SYNTHETIC_TRAFFIC = "canary_synthetic_traffic"  # started / stopped, with counts
     ROLLOUT_PROMOTED = "rollout_promoted"
     ROLLOUT_ABORTED = "rollout_aborted"
     ROLLBACK_STARTED = "rollback_started"

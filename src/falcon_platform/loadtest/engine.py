@@ -262,9 +262,14 @@ class Engine:
     async def _connect_and_send(self, req: _Req) -> None:
         assert self._loop is not None
         try:
-            _, conn = await self._loop.create_connection(
-                lambda: _Conn(self), self.target.host, self.target.port
-            )
+            if self.target.uds is not None:
+                _, conn = await self._loop.create_unix_connection(
+                    lambda: _Conn(self), self.target.uds
+                )
+            else:
+                _, conn = await self._loop.create_connection(
+                    lambda: _Conn(self), self.target.host, self.target.port
+                )
         except OSError:
             if not req.done:
                 self._finish(req, 0, "connect_error")

@@ -37,6 +37,7 @@ class Target:
     host: str
     port: int
     base_path: str = ""
+    uds: str | None = None  # a UNIX socket to connect to instead (a worker's admin socket)
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -56,6 +57,8 @@ class Target:
 
     @property
     def url(self) -> str:
+        if self.uds is not None:
+            return f"http+unix://{self.uds}{self.base_path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{self.base_path}"
 

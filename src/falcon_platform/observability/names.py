@@ -12,6 +12,10 @@ REQUESTS = (
     "falcon_requests_total"  # counter; endpoint, status (HTTP code), cache ("hit"/"miss"/"none")
 )
 REQUEST_DURATION = "falcon_request_duration_seconds"  # histogram; endpoint; buckets 1 ms .. 10 s
+# The canary's synthetic requests (``releases.synthetic``, on the worker's private admin socket):
+# counted apart so no SLO, alert or incident sees them; the canary judge adds them to its own.
+SYNTHETIC_REQUESTS = "falcon_synthetic_requests_total"  # counter; status (HTTP code)
+SYNTHETIC_DURATION = "falcon_synthetic_request_duration_seconds"  # histogram; as REQUEST_DURATION
 ERRORS = "falcon_errors_total"  # counter; type (error code)
 BATCH_SIZE = "falcon_batch_size"  # histogram
 QUEUE_DEPTH = "falcon_queue_depth"  # gauge

@@ -31,6 +31,8 @@ from falcon_platform.observability.sli_source import Series
 KEPT_FAMILIES: dict[str, str] = {
     names.REQUESTS.removesuffix("_total"): "counter",
     names.REQUEST_DURATION: "histogram",
+    names.SYNTHETIC_REQUESTS.removesuffix("_total"): "counter",  # the canary judge's only
+    names.SYNTHETIC_DURATION: "histogram",
     names.ERRORS.removesuffix("_total"): "counter",
     names.RSS: "gauge",
     names.INFLIGHT: "gauge",

@@ -46,6 +46,7 @@ class WindowStats:
     restarts: int = 0
     labels: Mapping[str, int] = field(default_factory=dict)  # predicted label -> answers
     mean_confidence: float | None = None
+    synthetic_requests: int = 0  # of ``requests``: the runner's synthetic ones (canary only)
 
     @property
     def error_ratio(self) -> float | None:
@@ -64,6 +65,7 @@ class WindowStats:
             "restarts": self.restarts,
             "labels": dict(self.labels),
             "mean_confidence": _round(self.mean_confidence),
+            "synthetic_requests": self.synthetic_requests,
         }
 
 

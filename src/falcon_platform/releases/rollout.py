@@ -36,6 +36,7 @@ from falcon_platform.releases.gate import (
 from falcon_platform.releases.judge import Analysis, CanaryLimits, Verdict, judge_canary
 from falcon_platform.releases.manager import ReleaseManager
 from falcon_platform.releases.record import GOOD_STATES, ReleaseRecord, ReleaseState, with_gate
+from falcon_platform.releases.synthetic import SyntheticTraffic, wants_synthetic
 from falcon_platform.releases.window import EventList, release_window
 from falcon_platform.supervisor.lifecycle import WorkerState
 
@@ -107,6 +108,7 @@ class Rollout:
     memory_limit_mb: float | None = None
     skip_gate_reason: str | None = None
     analyses: int = 0
+    synthetic: dict[str, Any] | None = None  # the last step's synthetic traffic, if any
 
     def move(self, phase: Phase) -> None:
         if phase not in PHASES[self.phase]:
@@ -150,6 +152,7 @@ class Rollout:
             "analyses": self.analyses,
             "canary_peak_memory_mb": self.canary_peak_memory_mb,
             "memory_limit_mb": self.memory_limit_mb,
+            "synthetic": self.synthetic,
         }
 
 
@@ -413,6 +416,47 @@ class Rollouts:
     async def _analyse_step(
         self, rollout: Rollout, record: ReleaseRecord, limits: CanaryLimits, pause: float
     ) -> ReleaseRecord:
+        """The step's analyses until a verdict; synthetic traffic (``releases.synthetic``)
+        while it waits for canary requests, when the spec turns it on, stopped at the end."""
+        spec = self.sup.spec.canary
+        traffic = SyntheticTraffic(rps=spec.synthetic_rps, max_s=spec.synthetic_max_duration)
+        try:
+            return await self._judge_step(rollout, record, limits, pause, traffic)
+        finally:
+            if traffic.started:
+                summary = await traffic.stop()
+                rollout.synthetic = summary
+                self.journal.record(
+                    EventKind.CANARY_SYNTHETIC_TRAFFIC,
+                    release=rollout.release,
+                    details={"phase": "stopped", "step": rollout.step, **summary},
+                )
+
+    def _start_synthetic(self, rollout: Rollout, traffic: SyntheticTraffic, seen: int) -> None:
+        sockets = [
+            s.admin_socket for s in self.sup.slots.values()
+            if s.release == rollout.release and s.state is WorkerState.READY
+        ]  # fmt: skip
+        traffic.start(sockets)
+        if not traffic.started:
+            return
+        rollout.synthetic = {"rps": traffic.rps, "workers": len(sockets), "running": True}
+        self.journal.record(
+            EventKind.CANARY_SYNTHETIC_TRAFFIC,
+            release=rollout.release,
+            details={"phase": "started", "step": rollout.step, "rps": traffic.rps,
+                     "workers": len(sockets), "max_s": traffic.max_s,
+                     "canary_requests_before": seen},
+        )  # fmt: skip
+
+    async def _judge_step(
+        self,
+        rollout: Rollout,
+        record: ReleaseRecord,
+        limits: CanaryLimits,
+        pause: float,
+        traffic: SyntheticTraffic,
+    ) -> ReleaseRecord:
         spec = self.sup.spec.canary
         started = rollout.step_traffic_at or self.sup.clock.now()
         while True:
@@ -434,6 +478,14 @@ class Rollouts:
                 return self._keep_step(record, rollout, analysis)
             if analysis.verdict is Verdict.INCONCLUSIVE:
                 rollout.waiting = "; ".join(analysis.reasons)
+                if wants_synthetic(analysis, spec, running=traffic.running,
+                                   used_s=traffic.seconds):  # fmt: skip
+                    self._start_synthetic(rollout, traffic, analysis.canary.requests)
+                if traffic.running:
+                    rollout.waiting += (f" (sending {traffic.rps:g} synthetic req/s to the "
+                                        "canary, not counted as user traffic)")  # fmt: skip
+                elif spec.synthetic_rps <= 0:
+                    rollout.waiting += " (canary.synthetic_rps is 0: no synthetic traffic)"
                 if elapsed >= pause + spec.inconclusive_timeout:
                     record = self._keep_step(record, rollout, analysis)
                     raise _Stop(

@@ -100,16 +100,26 @@ def release_window(
 ) -> WindowStats:
     """The release's numbers over [start, end] (``WindowStats``; unmeasured stays None)."""
     match = {"release": release}
-    requests = errors = 0
+    requests = errors = synthetic = 0
     p95: float | None = None
     memory: float | None = None
     slope: float | None = None
     if sli is not None:
+        # User and synthetic requests together (``releases.synthetic``: only a canary gets
+        # those; they count for the judge, never for SLOs, alerts or incidents).
         by_status = _sum_increases(sli, names.REQUESTS, match, start, end, key="status")
+        synthetic_by_status = _sum_increases(sli, names.SYNTHETIC_REQUESTS, match, start, end,
+                                             key="status")  # fmt: skip
+        synthetic = round(sum(synthetic_by_status.values()))
+        for status, n in synthetic_by_status.items():
+            by_status[status] = by_status.get(status, 0.0) + n
         requests = round(sum(by_status.values()))
         errors = round(sum(v for s, v in by_status.items() if s.startswith("5")))
         buckets = _sum_increases(sli, names.REQUEST_DURATION + "_bucket", match, start, end,
                                  key="le")  # fmt: skip
+        for le, n in _sum_increases(sli, names.SYNTHETIC_DURATION + "_bucket", match, start,
+                                    end, key="le").items():  # fmt: skip
+            buckets[le] = buckets.get(le, 0.0) + n
         cumulative = {float(le): v for le, v in buckets.items() if le}
         seconds = histogram_quantile(0.95, cumulative)
         p95 = seconds * 1000.0 if seconds is not None else None
@@ -135,6 +145,7 @@ def release_window(
         restarts=restarts,
         labels=labels,
         mean_confidence=confidence,
+        synthetic_requests=synthetic,
     )
 
 

@@ -7,14 +7,20 @@ app, so draining shows on both at once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from falcon_platform.serving.errors import RawResponse
 from falcon_platform.serving.state import ServingState
+
+if TYPE_CHECKING:
+    from falcon_platform.serving.inference import InferenceService
 
 
 def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
@@ -37,8 +43,16 @@ def metrics_response(state: ServingState) -> Response:
     return Response(body, 200, media_type=content_type)
 
 
-def create_admin_app(state_or_app: ServingState | Starlette) -> ASGIApp:
-    """``/healthz``, ``/readyz``, ``/metrics`` over the state of ``create_app(...)``'s app.
+SYNTHETIC_PATH = "/synthetic/infer"  # POST, as /infer: a canary's synthetic request
+
+
+def create_admin_app(
+    state_or_app: ServingState | Starlette, service: InferenceService | None = None
+) -> ASGIApp:
+    """``/healthz``, ``/readyz``, ``/metrics`` over the state of ``create_app(...)``'s app;
+    with ``service``, also ``POST /synthetic/infer`` (``/infer`` for the supervisor's synthetic
+    canary traffic: only it can reach this private socket, so no user can pass their requests
+    off as synthetic, nor synthetic ones as user traffic).
 
     Its lifespan does nothing: the public app's lifespan loads and closes everything.
     """
@@ -55,10 +69,26 @@ def create_admin_app(state_or_app: ServingState | Starlette) -> ASGIApp:
     async def metrics(request: Request) -> Response:
         return metrics_response(state)
 
-    return Starlette(
+    probes = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )
+    if service is None:
+        return probes
+    from falcon_platform.serving.fastpath import send_raw
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == SYNTHETIC_PATH:
+            if scope["method"] != "POST":
+                await send_raw(send, RawResponse(405, b"", [(b"allow", b"POST")]))
+                return
+            resp = await service.handle("/infer", scope, receive, synthetic=True)
+            if resp is not None:
+                await send_raw(send, resp)
+            return
+        await probes(scope, receive, send)
+
+    return app

@@ -339,4 +339,5 @@ def create_app(
     _install_openapi(app)
     _install_docs(app)
     app.fast_path = FastPath(service, enabled=settings.fast_path)
+    app.state.falcon_service = service  # the admin socket's synthetic /infer serves through it
     return app

@@ -159,8 +159,13 @@ class InferenceService:
         *,
         model_name: str | None = None,
         model_version: str | None = None,
+        synthetic: bool = False,
     ) -> RawResponse | None:
-        """Serve one request; ``None`` when the client disconnected before sending its body."""
+        """Serve one request; ``None`` when the client disconnected before sending its body.
+
+        ``synthetic``: a canary's synthetic request (from the supervisor, on the private admin
+        socket): served the same way, but counted only in ``falcon_synthetic_*`` and never in
+        the request log, so no SLO, alert or incident counts it as user traffic."""
         state, metrics = self.state, self.state.metrics
         started, arrived = time.perf_counter(), time.time()
         headers = _read_headers(scope)
@@ -190,6 +195,10 @@ class InferenceService:
         finally:
             metrics.inflight_requests -= 1
         latency = time.perf_counter() - started
+        if synthetic:
+            metrics.observe_synthetic(resp.status, latency)
+            resp.headers.append((b"x-request-id", (sent_id or request_id).encode()))
+            return None if resp.status == 499 else resp
         resp, error_type = await self._log_row(
             endpoint, request_id, sent_id, client, arrived, latency, resp, error_type, out
         )

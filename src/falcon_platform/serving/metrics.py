@@ -155,6 +155,12 @@ class ServingMetrics:
         self._duration = Histogram(names.REQUEST_DURATION, "Request latency (seconds).",
                                    [*BASE, "endpoint"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self._errors = Counter(names.ERRORS, "Errors by type.", [*BASE, "type"], registry=r)
+        self._synthetic = Counter(names.SYNTHETIC_REQUESTS, "Synthetic canary requests (not "
+                                  "user traffic) by HTTP status.", [*BASE, "status"], registry=r)  # fmt: skip
+        synthetic_duration = Histogram(names.SYNTHETIC_DURATION, "Synthetic canary request "
+                                       "latency (seconds).", BASE, buckets=LATENCY_BUCKETS,
+                                       registry=r)  # fmt: skip
+        self._synthetic_duration = synthetic_duration.labels(*base)
         batch = Histogram(names.BATCH_SIZE, "Texts per predict_proba call.", BASE,
                           buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
         self._queue = Gauge(names.QUEUE_DEPTH, "Texts waiting for the model.", BASE, registry=r)
@@ -227,6 +233,11 @@ class ServingMetrics:
             duration = self._duration.labels(self.worker, self.release, endpoint)
             self._duration_children[endpoint] = duration
         duration.observe(seconds)
+
+    def observe_synthetic(self, status: int, seconds: float) -> None:
+        """A synthetic canary request: counted apart from ``observe_request``'s user traffic."""
+        self._synthetic.labels(self.worker, self.release, str(status)).inc()
+        self._synthetic_duration.observe(seconds)
 
     def observe_error(self, code: str) -> None:
         child = self._error_children.get(code)

@@ -51,7 +51,7 @@ def build_serving_apps(settings: Settings, *, allow_faults: bool, model: Any = N
     metrics = app.state.falcon.metrics
     return WorkerApps(
         public=app,
-        admin=create_admin_app(app),
+        admin=create_admin_app(app, app.state.falcon_service),
         begin_drain=app.state.falcon.begin_drain,
         watch_connections=lambda stats: metrics.bind_connections(stats.open, stats.closed),
     )

@@ -76,6 +76,10 @@ CANARY_FIELDS_ON_KUBERNETES: Mapping[str, str] = {
     "Prometheus metric",
     "max_confidence_drop": "NOT on Kubernetes: confidences are in the request log, not in a "
     "Prometheus metric",
+    "synthetic_rps": "NOT on Kubernetes: the supervisor sends it to the canary workers' "
+    "private admin sockets; a cluster would use Flagger's load-test webhook or an Argo "
+    "analysis Job, whose requests Prometheus could not tell from users'",
+    "synthetic_max_duration": "NOT on Kubernetes: see synthetic_rps",
     "inconclusive_timeout": "FalconRolloutPaused fires after the longest pause plus this (Argo "
     "pauses an Inconclusive step for a person instead of aborting it)",
 }

@@ -1,0 +1,70 @@
+"""Synthetic canary traffic: when the runner starts it (pure), and how the judge's window
+counts it (the real SLI store, fed the expositions a worker serves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from falcon_platform.config.spec import CanarySpec
+from falcon_platform.observability.sli_store import SLIStore
+from falcon_platform.releases.judge import Analysis, CanaryLimits, WindowStats, judge_canary
+from falcon_platform.releases.synthetic import wants_synthetic
+from falcon_platform.releases.window import EventList, release_window
+
+ON = CanarySpec(synthetic_rps=10, synthetic_max_duration=30, min_requests=100)
+STABLE = WindowStats(requests=1000, errors=0, p95_ms=20.0, memory_mb=110.0,
+                     memory_slope_mb_per_min=0.0, mean_confidence=0.7)  # fmt: skip
+
+
+def _analysis(canary: WindowStats, spec: CanarySpec = ON) -> Analysis:
+    limits = CanaryLimits.from_spec(spec, memory_limit_mb=512)
+    return judge_canary(canary, STABLE, limits, step_left_s=60)
+
+
+def test_synthetic_traffic_starts_only_for_a_step_short_of_requests_with_budget_left() -> None:
+    few = _analysis(WindowStats(requests=12, p95_ms=20.0, memory_mb=110.0))
+    enough = _analysis(WindowStats(requests=500, p95_ms=20.0, memory_mb=110.0))
+    failing = _analysis(WindowStats(requests=12, p95_ms=20.0, memory_mb=110.0, oom_kills=1))
+    assert wants_synthetic(few, ON, running=False, used_s=0)
+    assert not wants_synthetic(few, CanarySpec(), running=False, used_s=0)  # off by default
+    assert not wants_synthetic(few, ON, running=True, used_s=3)
+    assert not wants_synthetic(few, ON, running=False, used_s=30)
+    assert not wants_synthetic(enough, ON, running=False, used_s=0)
+    assert not wants_synthetic(failing, ON, running=False, used_s=0)
+
+
+def _exposition(user: dict[str, int], synthetic: dict[str, int], slow: int) -> str:
+    """A worker's /metrics: user and synthetic counters by status, and one latency bucket
+    each (``slow`` synthetic requests above 0.5 s)."""
+    lines = ["# TYPE falcon_requests_total counter"]
+    for status, n in user.items():
+        lines.append(f'falcon_requests_total{{worker="c1",release="r2",endpoint="/infer",'
+                     f'status="{status}",cache="miss"}} {n}')  # fmt: skip
+    lines.append("# TYPE falcon_synthetic_requests_total counter")
+    for status, n in synthetic.items():
+        lines.append(f'falcon_synthetic_requests_total{{worker="c1",release="r2",'
+                     f'status="{status}"}} {n}')  # fmt: skip
+    lines.append("# TYPE falcon_synthetic_request_duration_seconds histogram")
+    total = sum(synthetic.values())
+    for le, n in (("0.5", total - slow), ("+Inf", total)):
+        lines.append(f'falcon_synthetic_request_duration_seconds_bucket{{worker="c1",'
+                     f'release="r2",le="{le}"}} {n}')  # fmt: skip
+    lines.append(
+        f'falcon_synthetic_request_duration_seconds_count{{worker="c1",release="r2"}} {total}'
+    )
+    lines.append('falcon_synthetic_request_duration_seconds_sum{worker="c1",release="r2"} 1')
+    return "\n".join(lines) + "\n"
+
+
+def test_the_judges_window_adds_synthetic_requests_to_the_canarys_own(tmp_path: Path) -> None:
+    store = SLIStore(tmp_path / "sli.db", retention_s=3600)
+    store.ingest_exposition(100.0, _exposition({"200": 5}, {"200": 0}, 0), worker="c1",
+                            release="r2")  # fmt: skip
+    store.ingest_exposition(110.0, _exposition({"200": 9}, {"200": 90, "503": 10}, 10),
+                            worker="c1", release="r2")  # fmt: skip
+    stats = release_window(store, EventList([]), None, "r2", start=101.0, end=111.0)
+    # user 9 - 5 = 4, synthetic 100 (10 of them 503): the judge sees 104 requests, 10 errors
+    assert (stats.requests, stats.errors, stats.synthetic_requests) == (104, 10, 100)
+    # p95 of 100 observations, 90 under 0.5 s: rank 95 falls in the +Inf bucket -> 0.5 s
+    assert stats.p95_ms == 500.0
+    store.close()
