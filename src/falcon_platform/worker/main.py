@@ -43,10 +43,7 @@ def build_serving_apps(settings: Settings, *, allow_faults: bool, model: Any = N
     from falcon_platform.serving.app import create_admin_app, create_app
 
     injector = chaos_faults.build_injector(settings, allow_faults=allow_faults)
-    # Under a supervisor its control port serves every worker's metrics (RUNBOOK, README).
-    public_metrics = settings.public_metrics == "on" or (
-        settings.public_metrics == "auto" and os.environ.get(SUPERVISOR_PID_ENV) is None
-    )
+    public_metrics = serves_public_metrics(settings.public_metrics, supervised=supervised())
     app = create_app(settings, faults=injector, model=model, public_metrics=public_metrics)
     metrics = app.state.falcon.metrics
     return WorkerApps(
@@ -55,6 +52,32 @@ def build_serving_apps(settings: Settings, *, allow_faults: bool, model: Any = N
         begin_drain=app.state.falcon.begin_drain,
         watch_connections=lambda stats: metrics.bind_connections(stats.open, stats.closed),
     )
+
+
+def supervised() -> bool:
+    """This worker was started by a supervisor (not alone, as in a Kubernetes pod)."""
+    return os.environ.get(SUPERVISOR_PID_ENV) is not None
+
+
+def serves_public_metrics(setting: str, *, supervised: bool) -> bool:
+    """``/metrics`` on the public port: ``on``/``off`` as set; ``auto`` only for a lone
+    worker, because under a supervisor its control port serves every worker's metrics
+    (RUNBOOK, README)."""
+    return setting == "on" or (setting == "auto" and not supervised)
+
+
+def gate_workers(*, supervised: bool) -> int | None:
+    """The worker count the gate judges memory for: under a supervisor its gate judged
+    workers x limit for the machine (None: as configured); a lone worker (one per
+    Kubernetes pod) is one worker in its own memory budget."""
+    return None if supervised else 1
+
+
+def boot_failure_line(exc: BaseException) -> str:
+    """One line saying why the boot failed, for the notify pipe: the exception's type and
+    the first line of its detail (or message)."""
+    text = str(getattr(exc, "detail", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else type(exc).__name__}"
 
 
 def die_with_supervisor(wait_for_reparent_s: float = 0.0) -> None:
@@ -128,30 +151,22 @@ def worker_main(
         settings = load_settings(profile=profile, env_file=env_file, **overrides)
         configure_logging(settings.log_level, settings.log_format)
         spec = load_spec(settings.spec_path)
-        # Under a supervisor its gate judged workers x limit for the machine; a lone worker
-        # (one per Kubernetes pod) is one worker in its own memory budget.
-        lone = os.environ.get(SUPERVISOR_PID_ENV) is None
         outcome = enforce_gate(
             settings,
             spec,
             override_reason=override_reason,
             allow_faults=allow_faults,
-            workers=1 if lone else None,
+            workers=gate_workers(supervised=supervised()),
         )
         if outcome.overridden:
             log.error(outcome.summary())
     except Exception as exc:
-        notifier.send(f"boot_failed {type(exc).__name__}: {_first_line(exc)}")
+        notifier.send(f"boot_failed {boot_failure_line(exc)}")
         print(f"falcon worker: boot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return BOOT_FAILURE_EXIT
     return run_worker(
         settings, fd=fd, admin_socket=admin_socket, allow_faults=allow_faults, model=model
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "detail", None) or exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def run_worker(
@@ -171,7 +186,7 @@ def run_worker(
         limits = connection_limits(settings)
     except Exception as exc:
         # Say why once, loudly; the supervisor reads it and does not retry in a tight loop.
-        notifier.send(f"boot_failed {type(exc).__name__}: {_first_line(exc)}")
+        notifier.send(f"boot_failed {boot_failure_line(exc)}")
         print(f"falcon worker: boot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return BOOT_FAILURE_EXIT
     import uvloop

@@ -111,6 +111,14 @@ async def _serve_catching_exit(server: uvicorn.Server, sockets: list[socket.sock
     return None
 
 
+def exit_code_after_serving(uvicorn_exit: int | None, *, started: bool) -> int:
+    """The worker's exit code: 0 after a drain; 78 (boot failure, backed off by the
+    supervisor) when the server never accepted; uvicorn's own code if it failed later."""
+    if uvicorn_exit is None:
+        return 0
+    return BOOT_FAILURE_EXIT if not started else uvicorn_exit
+
+
 async def serve(
     apps: WorkerApps,
     sock: socket.socket,
@@ -184,9 +192,8 @@ async def serve(
     if await public_server.wait_started(public_task):
         notifier.send("ready")
     exit_code = await public_task
-    code = 0
+    code = exit_code_after_serving(exit_code, started=public_server.started)
     if exit_code is not None:  # uvicorn exits 3 when the lifespan startup failed
-        code = BOOT_FAILURE_EXIT if not public_server.started else exit_code
         why = public_app.failure or "application startup failed (see the worker's log)"
         notifier.send(f"boot_failed {why}")
         print(f"falcon worker: boot failed: {why}", file=sys.stderr)
