@@ -320,3 +320,34 @@ def test_a_zygote_still_preloading_is_not_asked(
         os.close(started.notify_fd)
         spawner.stand_down()
         theirs.close()
+
+
+def test_a_zygotes_unread_standby_line_is_read_before_deciding(
+    tmp_path: Path, listener: socket.socket, sleeper: subprocess.Popen[bytes]
+) -> None:
+    """The zygote said ``standby`` but the loop has not read it yet: the spawn reads it,
+    counts the zygote warm (telling the supervisor once) and uses it."""
+    warmed: list[bool] = []
+    spawner = Spawner(
+        listener.fileno(), {"r1": Release("r1")}, worker_args=[], clock=FakeClock(),
+        on_warm=lambda: warmed.append(True), executable=MISSING,
+    )  # fmt: skip
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    notify_read, notify_write = os.pipe()
+    os.write(notify_write, b"standby\n")
+    spawner.standbys["r1"] = Standby("r1", sleeper, notify_read, ours, started_mono=1000.0)
+    zygote = FakeZygote(theirs, pid=sleeper.pid)
+    zygote.start()
+    try:
+        started = spawner.spawn("r1", "w2", tmp_path / "w2.sock")  # MISSING: no fresh start
+        zygote.join(timeout=10)
+        assert (started.from_standby, started.standby_warm) == (True, True)
+        assert warmed == [True]
+        assert spawner.status() == {"r1": {"pid": sleeper.pid, "warm": True}}
+        os.close(started.notify_fd)
+        for fd in zygote.fds:
+            os.close(fd)
+    finally:
+        os.close(notify_write)
+        spawner.stand_down()
+        theirs.close()
