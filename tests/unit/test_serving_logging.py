@@ -204,3 +204,20 @@ def test_timestamp_text_always_matches_its_second_across_threads(
     for worker in workers:
         worker.join(60)
     assert not wrong, f"{len(wrong)} stamps with another second's date, e.g. {wrong[:3]}"
+
+
+def test_timestamp_matches_datetimes_own_text_to_the_millisecond() -> None:
+    """Milliseconds truncated (not rounded), zero-padded, for instants across the range."""
+    import random
+    from datetime import UTC, datetime
+
+    from falcon_platform.observability.logging import _timestamp
+
+    rng = random.Random(17)
+    instants = [1_764_000_000.0, 1_764_000_000.0009, 1_764_000_000.9994, 1_764_000_000.5]
+    # mid-millisecond, so float rounding cannot move an instant across a millisecond
+    instants += [rng.randrange(4_102_444_800) + (rng.randrange(1000) + 0.5) / 1000
+                 for _ in range(5_000)]  # fmt: skip
+    for created in instants:
+        want = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        assert _timestamp(created) == want.replace("+00:00", "Z"), created

@@ -27,6 +27,9 @@ _HANDLER_NAME = "falcon"
 # (epoch second, its ISO text), formatted once per second. One tuple replaced in one
 # assignment, so a thread never reads a new second with the previous second's text.
 _second: tuple[int, str] = (-1, "")
+# ".000Z" .. ".999Z": a lookup instead of formatting the milliseconds per line (the
+# ``:03d`` format was ~1 us of the ~1.4 us a stamp cost, on every access line).
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def _timestamp(created: float) -> str:
@@ -37,7 +40,7 @@ def _timestamp(created: float) -> str:
     if cached[0] != second:
         cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
         _second = cached
-    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
+    return cached[1] + _MILLIS[int((created - second) * 1000)]
 
 
 class JsonFormatter(logging.Formatter):
