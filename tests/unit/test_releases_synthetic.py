@@ -68,3 +68,15 @@ def test_the_judges_window_adds_synthetic_requests_to_the_canarys_own(tmp_path: 
     # p95 of 100 observations, 90 under 0.5 s: rank 95 falls in the +Inf bucket -> 0.5 s
     assert stats.p95_ms == 500.0
     store.close()
+
+
+def test_the_rollout_line_says_what_synthetic_traffic_the_canary_got() -> None:
+    from falcon_platform.cli.releases_cli import rollout_line
+
+    base = {"release": "r2", "from_release": "r1", "phase": "promoted", "done": True,
+            "reason": "every step passed", "steps": [], "synthetic": None}  # fmt: skip
+    assert "synthetic" not in rollout_line(base)
+    summary = {"rps": 20.0, "workers": 1, "sent": 62, "ok": 62, "failed": 0}
+    assert rollout_line({**base, "synthetic": summary}).endswith(
+        "; synthetic traffic: 62 requests at 20/s (0 failed)"
+    )

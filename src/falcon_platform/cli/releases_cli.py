@@ -256,6 +256,12 @@ def rollout_line(r: dict[str, Any]) -> str:
         head += f"; {r['waiting']}"
     if r.get("done") and r.get("reason"):
         head += f"; {r['reason']}"
+    synthetic = r.get("synthetic") or {}
+    if "sent" in synthetic:  # canary.synthetic_rps: what the last step got (not user traffic)
+        head += (
+            f"; synthetic traffic: {synthetic['sent']} requests at {synthetic['rps']:g}/s "
+            f"({synthetic['failed']} failed)"
+        )
     return head
 
 
