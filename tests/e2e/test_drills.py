@@ -22,7 +22,8 @@ from falcon_platform.testing.supervisor import RunningSupervisor, start_supervis
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 # Fast probes and back-off; FalconWorkerRecycling on the first recycle (the default waits for
-# four, ~16 s at the seed's rate) so the leak's alert comes within its short window; a short
+# four, ~16 s at the seed's rate) so the leak's alert comes within its short window;
+# FalconHighLatency after 5 s below the objective (the default waits a minute); a short
 # load gate and canary for the seed-incident's acts where the deployment has deploys.
 SPEC = """
 restart:
@@ -37,6 +38,7 @@ probes:
 alerts:
   evaluation_interval: 1s
   recycle_max: 0
+  latency_for: 5s
 canary:
   steps:
     - {weight: 50, pause: 3s}
@@ -141,11 +143,13 @@ def test_error_spike(sup: RunningSupervisor) -> None:
 
 
 def test_slow_model(sup: RunningSupervisor) -> None:
-    """Answers 600 ms late kill no worker and fail no request; the latency is real. (cpu-spike
+    """Answers 600 ms late kill no worker and fail no request; the latency is real and
+    FalconHighLatency fires. (cpu-spike
     runs the same fault-release path: its verdict is unit-tested, its run recorded in
     docs/DRILLS.md, to keep this module inside its CI budget.)"""
     slow = passed(sup, "slow-model", "--seconds", "3")
     assert slow["measured"]["p50_ms"] >= 600
+    assert slow["measured"]["alert"] == "FalconHighLatency"
 
 
 def test_connection_flood(sup: RunningSupervisor) -> None:

@@ -148,6 +148,36 @@ def test_degraded_counts_unplanned_exits_only() -> None:
     assert by_key(checks)["no_worker_killed"] is False
 
 
+def test_slow_model_needs_the_latency_alert_within_its_bound() -> None:
+    """600 ms answers and FalconHighLatency 30 s after the first slow worker: met within 42 s,
+    not within 20 s; another alert (an error one) does not count."""
+    a = answers((0.0, 0.7, 200), (0.5, 1.2, 200))
+    fired = [ev("alert_firing", 30.0, name="FalconHighLatency")]
+    checks, t = j.judge_degraded(
+        j.Observation(T0, fired, a, T0 + 40),
+        min_p50_ms=600,
+        max_failed_ratio=0,
+        latency_alert_bound_s=42,
+    )
+    assert by_key(checks)["latency alert fired"] is True
+    assert (t.detection_s, t.measured["alert"]) == (pytest.approx(30.0), "FalconHighLatency")
+    late = j.judge_degraded(
+        j.Observation(T0, fired, a, T0 + 40),
+        min_p50_ms=600,
+        max_failed_ratio=0,
+        latency_alert_bound_s=20,
+    )[0]
+    assert by_key(late)["latency alert fired"] is False
+    other = [ev("alert_firing", 5.0, name="FalconHighErrorRate")]
+    wrong = j.judge_degraded(
+        j.Observation(T0, other, a, T0 + 40),
+        min_p50_ms=600,
+        max_failed_ratio=0,
+        latency_alert_bound_s=42,
+    )[0]
+    assert by_key(wrong)["latency alert fired"] is False
+
+
 def status(**sup: Any) -> dict[str, Any]:
     base = {"state": "running", "healthy": True, "desired": {"r1": 2},
             "releases": {"r1": {"env": {}}}, "rolling_restart": None}  # fmt: skip

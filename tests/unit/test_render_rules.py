@@ -56,6 +56,7 @@ def test_all_alerts_the_issue_names_are_rendered() -> None:
     assert alert_names(Spec()) == [
         "FalconErrorBudgetBurn",
         "FalconHighErrorRate",
+        "FalconHighLatency",
         "FalconWorkerMemoryHigh",
         "FalconWorkerMemoryGrowth",
         "FalconWorkerOOMKilled",

@@ -196,6 +196,10 @@ class AlertSpec(_Section):
     canary_aborted_window: Duration = Field(
         default=900.0, gt=0, description="An aborted rollout alerts this long."
     )
+    # The slow-model drill (p50 616 ms against the 500 ms objective) fired nothing before.
+    latency_for: Duration = Field(
+        default=60.0, ge=0, description="Latency objective missed this long (5m window)."
+    )
 
 
 class CanaryStep(_Section):

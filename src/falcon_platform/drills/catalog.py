@@ -97,6 +97,12 @@ CATALOG: tuple[DrillDef, ...] = (
             NO_KILL,
             Expectation("failed_bounded", "at most 1% of requests fail"),
             Expectation("injected", "clients see the latency (p50 >= 600 ms)"),
+            Expectation(
+                "latency alert fired",
+                "FalconHighLatency fires (within its 5m window + latency_for + 2 evaluations "
+                "+ 20 s; 15 s + latency_for when the traffic before was as heavy)",
+                390.0,
+            ),
             ROWS,
         ),
         needs=("faults",),

@@ -26,6 +26,7 @@ ERROR_ALERTS = ("FalconErrorBudgetBurn", "FalconHighErrorRate")
 # drill's signal joined or reopened (the watcher dedupes by trigger).
 INCIDENT_KINDS = ("incident_opened", "incident_joined", "incident_reopened")
 MEMORY_ALERTS = ("FalconWorkerMemoryGrowth", "FalconWorkerRecycling", "FalconWorkerMemoryHigh")
+LATENCY_ALERTS = ("FalconHighLatency",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +262,14 @@ def judge_memory_leak(obs: Observation, *, recycle_bound_s: float) -> tuple[list
 
 
 def judge_degraded(
-    obs: Observation, *, min_p50_ms: float | None, max_failed_ratio: float
+    obs: Observation,
+    *,
+    min_p50_ms: float | None,
+    max_failed_ratio: float,
+    latency_alert_bound_s: float | None = None,
 ) -> tuple[list[Check], Timings]:
-    """Slow or CPU-bound answers (or a flood): nobody is killed, (almost) nothing fails."""
+    """Slow or CPU-bound answers (or a flood): nobody is killed, (almost) nothing fails; with
+    ``latency_alert_bound_s``, the latency alert fires within it."""
     t = Timings()
     dead = kills(obs.events, after=obs.injected_at, until=obs.restored_at)
     dead += [e for e in obs.events if e["kind"] == "liveness_kill" and e["ts"] >= obs.injected_at
@@ -289,6 +295,14 @@ def judge_degraded(
             Check("injected", f"the fault took effect (p50 >= {min_p50_ms:g} ms)",
                   p50 >= min_p50_ms, f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"),
         )  # fmt: skip
+    if latency_alert_bound_s is not None:
+        alert = first_alert(obs.events, LATENCY_ALERTS, after=obs.injected_at)
+        fired, t.detection_s = _within(
+            "latency alert fired", alert, obs.injected_at, latency_alert_bound_s
+        )
+        checks.append(fired)
+        if alert is not None:
+            t.measured["alert"] = alert["details"].get("name")
     return checks, t
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from falcon_platform.drills import judge as j
 from falcon_platform.drills.model import Check, DrillDef
 from falcon_platform.drills.session import DrillAbortedError, Session
+from falcon_platform.observability.alert_defs import LATENCY_WINDOW
 
 Judge = Callable[[j.Observation], tuple[list[Check], j.Timings]]
 Scenario = Callable[[Session, DrillDef], Judge]
@@ -183,8 +184,20 @@ def cpu_spike(s: Session, drill: DrillDef) -> Judge:
 
 
 def slow_model(s: Session, drill: DrillDef) -> Judge:
-    with_fault(s, "latency_ms=600", lambda evs: None, drill.seconds)
-    return lambda obs: j.judge_degraded(obs, min_p50_ms=600.0, max_failed_ratio=0.01)
+    a = s.spec.alerts
+    # Every answer slow: the 5m window's share within the objective falls under
+    # slo.latency_target once the slow answers are (1 - target) of the window's requests: 15 s
+    # at an unchanged rate, longer after heavier traffic (the seed drill's 100 req/s), at the
+    # latest when the window holds only slow ones. Then latency_for, evaluation, journal.
+    bound = LATENCY_WINDOW + a.latency_for + 2 * a.evaluation_interval + 20.0
+    with_fault(
+        s, "latency_ms=600",
+        lambda evs: j.first_alert(evs, j.LATENCY_ALERTS, after=s.injected_at or s.started_at),
+        max(drill.seconds, bound),
+    )  # fmt: skip
+    return lambda obs: j.judge_degraded(
+        obs, min_p50_ms=600.0, max_failed_ratio=0.01, latency_alert_bound_s=bound
+    )
 
 
 def connection_flood(s: Session, drill: DrillDef, sockets: int = 2000) -> Judge:

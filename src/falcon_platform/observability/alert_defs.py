@@ -30,8 +30,10 @@ from falcon_platform.observability.conditions import (
     DistinctValues,
     ErrorRatio,
     GaugeCompare,
+    LatencyRatio,
     MemoryGrowth,
     MemoryRatio,
+    bucket_label,
     error_ratio_rule,
     errors_rule,
     number,
@@ -117,7 +119,7 @@ def recording_rules(spec: Spec) -> list[RecordingRule]:
                 f"histogram_quantile({q}, sum by (le) (rate({buckets}[{w}])))",
             )
         )
-    le = number(spec.slo.latency_p95_ms / 1000)
+    le = bucket_label(spec.slo.latency_p95_ms / 1000)
     rules.append(
         RecordingRule(
             f"falcon:request_latency_good_ratio:rate{w}",
@@ -179,6 +181,29 @@ def alert_defs(spec: Spec) -> list[AlertDef]:
                 f"{number(a.error_rate_critical * 100)}% for {format_duration(a.error_rate_for)} "
                 "(the rollback trigger). Look at the newest release first."
             ),
+        ),
+        AlertDef(
+            name="FalconHighLatency",
+            # A ticket, not a page: slow answers still answer; the error alerts page when
+            # requests fail (a timeout is an error).
+            severity="warning",
+            group="falcon-slo",
+            condition=LatencyRatio(
+                spec.slo.latency_p95_ms / 1000,
+                LATENCY_WINDOW,
+                spec.slo.latency_target,
+                a.low_traffic_min_rps,
+            ),
+            for_s=a.latency_for,
+            summary=f"p{number(spec.slo.latency_target * 100)} latency above "
+            f"{number(spec.slo.latency_p95_ms)} ms",
+            description=(
+                f"Fewer than {number(spec.slo.latency_target * 100)}% of requests over the last "
+                f"{format_duration(LATENCY_WINDOW)} were answered within "
+                f"{number(spec.slo.latency_p95_ms)} ms, for {format_duration(a.latency_for)}: "
+                "the latency objective is missed. Look at the newest release and at load."
+            ),
+            extra_labels={"slo": "latency"},
         ),
         AlertDef(
             name="FalconWorkerMemoryHigh",

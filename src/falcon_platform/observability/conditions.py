@@ -55,6 +55,13 @@ def number(value: float) -> str:
     return f"{value:.10g}"
 
 
+def bucket_label(bound: float) -> str:
+    """A histogram bound as the ``le`` label workers export it: ``"0.5"``, ``"1.0"``, ``"+Inf"``
+    (Prometheus 2.x matches the label as text, so ``le="1"`` would find nothing). What
+    prometheus_client's untyped ``floatToGoString`` gives for a bucket bound."""
+    return "+Inf" if bound == math.inf else repr(float(bound))
+
+
 def _by(by: tuple[str, ...]) -> str:
     return f" by ({', '.join(by)}) " if by else ""
 
@@ -161,6 +168,64 @@ class ErrorRatio:
                 if self.min_rps > 0 and not total >= self.min_rps:
                     return {}
         return {(): first} if first is not None else {}
+
+
+@dataclass(frozen=True)
+class LatencyRatio:
+    """Share of requests answered within ``le`` seconds below ``target`` over ``window``, with
+    enough traffic: the latency objective missed ("p95 < 500 ms" is "95% within 500 ms").
+
+    Counts from the latency histogram's buckets, ``le`` and ``+Inf`` (every request), rather
+    than ``histogram_quantile``: no interpolation inside a bucket, and the SLI store keeps the
+    buckets. ``le`` must be one of the histogram's bounds (500 ms is).
+    """
+
+    le: float
+    window: float
+    target: float
+    min_rps: float = 0.0
+
+    def _rate(self, le: str) -> str:
+        rng = format_duration(self.window)
+        return f'sum(rate({names.REQUEST_DURATION}_bucket{{le="{le}"}}[{rng}]))'
+
+    def promql(self) -> str:
+        total = self._rate("+Inf")
+        expr = f"{self._rate(bucket_label(self.le))}\n/ {total}\n< {number(self.target)}"
+        if self.min_rps > 0:
+            expr += f"\nand {total} >= {number(self.min_rps)}"
+        return expr
+
+    def metrics(self) -> dict[str, float]:
+        return {f"{names.REQUEST_DURATION}_bucket": self.window}
+
+    def evaluate(self, reader: Reader) -> Vector:
+        good: list[float] = []
+        total: list[float] = []
+        for s in reader.series(f"{names.REQUEST_DURATION}_bucket"):
+            le = _bound(s.labels.get("le", ""))
+            if le != self.le and le != math.inf:
+                continue
+            value = promql.rate(s.samples, reader.now, self.window)
+            if value is not None:
+                (total if le == math.inf else good).append(value)
+        if not good or not total:
+            return {}  # a sum over no series is no result: nothing to divide
+        all_rps = math.fsum(total)
+        ratio = math.fsum(good) / all_rps if all_rps > 0 else math.nan
+        if not ratio < self.target:
+            return {}
+        if self.min_rps > 0 and not all_rps >= self.min_rps:
+            return {}
+        return {(): ratio}
+
+
+def _bound(le: str) -> float | None:
+    """A bucket's ``le`` label as a number (``"0.5"``, ``"+Inf"``); None when it is not one."""
+    try:
+        return float(le)
+    except ValueError:
+        return None
 
 
 _BY_WORKER = ("worker", "release")
@@ -385,6 +450,7 @@ class Absent:
 
 Condition = (
     ErrorRatio
+    | LatencyRatio
     | MemoryRatio
     | MemoryGrowth
     | CounterIncrease
