@@ -131,6 +131,9 @@ def test_a_release_is_restored_only_with_the_settings_and_model_it_ran() -> None
         model_sha256="a" * 64,
     )
     assert restore_env(record) == {"FALCON_LOG_LEVEL": "ERROR"}
+    path_only = _record(env={"FALCON_TLS_KEYFILE": "<secret>"},  # masked for its name only
+                        settings_values={"tls_keyfile": '"/etc/falcon/tls.key"'})  # fmt: skip
+    assert restore_env(path_only) == {"FALCON_TLS_KEYFILE": "/etc/falcon/tls.key"}
     same = {"log_level": '"ERROR"', "admin_token": "set:aaaa", "port": "9000"}
     assert restore_problems(record, values=same, model_sha256="a" * 64) == []
     assert inherited_changes(record, same) == ["port"]  # not r1's: inherited, not a problem

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from falcon_platform.config.settings import is_secret_name
+from falcon_platform.config.settings import SECRET_FIELDS, is_secret_name
 
 SECRET_SHOWN = "<secret>"  # noqa: S105 - a placeholder shown instead of a secret
 
@@ -138,8 +138,21 @@ def settings_values(values: Mapping[str, str]) -> dict[str, str]:
 def restore_env(record: ReleaseRecord) -> dict[str, str]:
     """The ``FALCON_*`` overrides to run ``record`` again in a supervisor that did not create
     it: its stored overrides without the secret ones (their values were never stored; the
-    workers get the supervisor's own, and ``restore_problems`` checks those are the same)."""
-    return {k: v for k, v in record.env.items() if not (is_secret_name(k) and v == SECRET_SHOWN)}
+    workers get the supervisor's own, and ``restore_problems`` checks those are the same). A
+    setting only masked for its name (``FALCON_TLS_KEYFILE``, a path) is taken back from the
+    record's settings values, which hold it in clear."""
+    env: dict[str, str] = {}
+    for key, value in record.env.items():
+        if not (is_secret_name(key) and value == SECRET_SHOWN):
+            env[key] = value
+            continue
+        stored = record.settings_values.get(_field(key))
+        if _field(key) in SECRET_FIELDS or stored is None:
+            continue
+        kept = json.loads(stored)
+        if kept is not None:
+            env[key] = kept if isinstance(kept, str) else json.dumps(kept)
+    return env
 
 
 def _field(variable: str) -> str:
