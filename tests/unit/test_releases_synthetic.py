@@ -3,12 +3,17 @@ counts it (the real SLI store, fed the expositions a worker serves)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from pathlib import Path
+
+import pytest
 
 from falcon_platform.config.spec import CanarySpec
 from falcon_platform.observability.sli_store import SLIStore
 from falcon_platform.releases.judge import Analysis, CanaryLimits, WindowStats, judge_canary
-from falcon_platform.releases.synthetic import wants_synthetic
+from falcon_platform.releases.synthetic import STOP_GRACE_S, SyntheticTraffic, wants_synthetic
 from falcon_platform.releases.window import EventList, release_window
 
 ON = CanarySpec(synthetic_rps=10, synthetic_max_duration=30, min_requests=100)
@@ -80,3 +85,56 @@ def test_the_rollout_line_says_what_synthetic_traffic_the_canary_got() -> None:
     assert rollout_line({**base, "synthetic": summary}).endswith(
         "; synthetic traffic: 62 requests at 20/s (0 failed)"
     )
+
+
+async def _unix_server(
+    path: Path, *, answer: bool, answered: asyncio.Event | None = None
+) -> asyncio.Server:
+    """A UNIX-socket HTTP server: answers every request 200 (keep-alive; ``answered`` is set
+    after the tenth), or never answers."""
+    count = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                await reader.readexactly(length)
+                if answer:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    await writer.drain()
+                    nonlocal count
+                    count += 1
+                    if count >= 10 and answered is not None:
+                        answered.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_unix_server(handle, path=str(path))
+
+
+@pytest.mark.serial  # measures how long stop() takes
+async def test_synthetic_traffic_reaches_each_socket_and_stops_at_once_on_a_hung_one(
+    tmp_path: Path,
+) -> None:
+    """Requests go to the admin sockets given (the load engine over UNIX sockets), split
+    evenly; stop() returns within its grace even when a canary never answers (an abort must
+    not wait for a hung canary), counting the unanswered ones as failed."""
+    answered = asyncio.Event()
+    good = await _unix_server(tmp_path / "c1.sock", answer=True, answered=answered)
+    hung = await _unix_server(tmp_path / "c2.sock", answer=False)
+    traffic = SyntheticTraffic(rps=40, max_s=30)
+    traffic.start([tmp_path / "c1.sock", tmp_path / "c2.sock"])
+    assert traffic.running
+    await asyncio.wait_for(answered.wait(), timeout=10)
+    t0 = time.monotonic()
+    summary = await traffic.stop()
+    stopped_in = time.monotonic() - t0
+    good.close()
+    hung.close()
+    assert not traffic.running
+    assert stopped_in < STOP_GRACE_S + 1.0, stopped_in
+    assert summary["workers"] == 2
+    assert summary["ok"] >= 10
+    assert summary["statuses"] == {"200": summary["ok"]}  # only the answering socket answered
+    assert summary["failed"] == summary["sent"] - summary["ok"] > 0  # the hung one's requests

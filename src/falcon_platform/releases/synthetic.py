@@ -36,6 +36,7 @@ from falcon_platform.releases.judge import Analysis, Verdict
 SYNTHETIC_BASE_PATH = "/synthetic"  # + /infer: serving.admin.SYNTHETIC_PATH
 CONNECTIONS_PER_WORKER = 8  # in flight per canary worker; more are dropped (open model)
 TIMEOUT_S = 10.0
+STOP_GRACE_S = 1.0  # answers in flight waited for when the step ends
 
 
 def wants_synthetic(analysis: Analysis, spec: CanarySpec, *, running: bool, used_s: float) -> bool:
@@ -99,11 +100,16 @@ class SyntheticTraffic:
             self._tasks.append(loop.create_task(engine.drive_open(plan, self._stop)))
 
     async def stop(self) -> dict[str, Any]:
-        """Stop sending, wait for the answers in flight; what was sent and answered."""
+        """Stop sending; wait up to ``STOP_GRACE_S`` for the answers in flight (an abort must
+        not wait for a hung canary), then drop the rest; what was sent and answered."""
         self._stop.set()
-        for task in self._tasks:
-            with contextlib.suppress(Exception):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
