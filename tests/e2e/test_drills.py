@@ -126,6 +126,7 @@ def test_seed_incident(sup: RunningSupervisor) -> None:
     if "act1" in body["measured"]:  # deploys present: the two acts
         assert checks(body)["act1 refused_by_gate"]
         assert checks(body)["act2 aborted"]
+        assert checks(body)["act2 canary alert fired"]  # FalconCanaryAborted paged
     else:
         assert body["measured"]["oom_kills"] == 0
         assert body["measured"]["recycles"] >= 1

@@ -270,10 +270,14 @@ def test_bad_deploy_forced_needs_abort_without_oom_and_few_failures() -> None:
     aborted = {**ev("rollout_aborted", 7.0), "release": "r6"}
     back = ev("rollback_finished", 9.0)
     opened = ev("incident_joined", 7.5, incident="INC-2026-11-30-002")
+    paged = {**ev("alert_firing", 11.0, name="FalconCanaryAborted"), "release": "r6"}
     a = answers(*[(0.1 * i, 0.1 * i + 0.02, 200) for i in range(100)])
-    obs = j.Observation(T0, [aborted, back, opened], a, T0 + 10)
+    obs = j.Observation(T0, [aborted, back, opened, paged], a, T0 + 10)
     checks, t = judge_aborted(obs, state, incidents=True)
     assert all(c.met for c in checks), checks
+    other_release = {**paged, "release": "r5"}
+    unpaged = j.Observation(T0, [aborted, back, opened, other_release], a, T0 + 10)
+    assert by_key(judge_aborted(unpaged, state, incidents=True)[0])["canary alert fired"] is False
     assert (t.detection_s, t.mitigation_s) == (pytest.approx(3.0), pytest.approx(5.0))
     assert t.measured["incident"] == "INC-2026-11-30-002"
     oom = {**ev("worker_exited", 6.0, "w9", oom_killed=True, reason="OOMKilled"), "release": "r6"}

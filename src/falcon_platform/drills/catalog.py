@@ -138,6 +138,7 @@ CATALOG: tuple[DrillDef, ...] = (
         (
             Expectation("aborted", "the canary is aborted and rolled back"),
             Expectation("no_oom_kill", "no OOM kill of the canary"),
+            Expectation("canary alert fired", "FalconCanaryAborted fires for the release"),
             Expectation("users_unaffected", "at most 1% of requests fail"),
             Expectation("incident opened", "an incident is opened (deployments with incidents)"),
             ROWS,

@@ -20,6 +20,15 @@ from falcon_platform.drills.session import DrillAbortedError, Session
 
 SEED_ENV = {"FALCON_FAULTS": "leak_mb_per_request=5"}
 DEPLOY_TIMEOUT_S = 300.0
+CANARY_ALERT = "FalconCanaryAborted"
+
+
+def _canary_alert(release: object) -> Any:
+    """``events -> the alert_firing of FalconCanaryAborted for release`` (None: not yet)."""
+    return lambda events, after=0.0: j.first_event(
+        events, "alert_firing", after=after,
+        where=lambda e: e["details"].get("name") == CANARY_ALERT and e.get("release") == release,
+    )  # fmt: skip
 
 
 def has_releases(s: Session) -> bool:
@@ -49,6 +58,10 @@ def deploy_and_wait(s: Session, *, skip_gate: str | None, what: str) -> dict[str
                 "release", "from_release", "phase", "reason", "canary_workers", "total_workers",
                 "seconds_from_first_canary_traffic_to_abort", "canary_peak_memory_mb",
                 "memory_limit_mb", "analyses")}  # fmt: skip
+            if state.get("phase") == "aborted":
+                # The page comes at the next evaluation after the abort: wait for it, bounded.
+                s.wait_events(_canary_alert(release), kinds=["alert_firing"],
+                              timeout=2 * s.spec.alerts.evaluation_interval + 15.0)  # fmt: skip
             return state
         time.sleep(0.5)
     raise DrillAbortedError(f"the rollout of {release} was not done within {DEPLOY_TIMEOUT_S:g} s")
@@ -78,7 +91,8 @@ def judge_refused(obs: j.Observation, state: dict[str, Any]) -> tuple[list[Check
 def judge_aborted(
     obs: j.Observation, state: dict[str, Any], *, incidents: bool
 ) -> tuple[list[Check], j.Timings]:
-    """Pure: the canary was aborted and rolled back before any OOM kill, <= 1% failed."""
+    """Pure: the canary was aborted and rolled back before any OOM kill, <= 1% failed, and
+    FalconCanaryAborted paged for the release."""
     t = j.Timings()
     release = state.get("release")
     first_traffic = state.get("first_canary_traffic_at") or obs.injected_at
@@ -98,6 +112,11 @@ def judge_aborted(
         Check("users_unaffected", "at most 1% of requests failed", total > 0 and failed <= 0.01 * total,
               f"{failed} failed of {total}"),
     ]  # fmt: skip
+    paged = _canary_alert(release)(obs.events, obs.injected_at)
+    checks.append(Check(
+        "canary alert fired", f"{CANARY_ALERT} fires for the release", paged is not None,
+        "never" if paged is None else f"+{float(paged['ts']) - obs.injected_at:.1f} s",
+    ))  # fmt: skip
     if incidents:
         opened = j.first_incident(obs.events, after=obs.injected_at)
         checks.append(Check("incident opened", "an incident is opened", opened is not None,
