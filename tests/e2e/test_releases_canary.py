@@ -95,6 +95,14 @@ def _assert_paged_once(sup: RunningSupervisor, release: str, reason: str) -> Non
     )
     [alert] = _canary_alerts(body, release)
     assert (alert["severity"], alert["labels"]["reason"]) == ("critical", reason)
+    [aborted] = _events(sup, "rollout_aborted", release)
+    [paged] = [
+        e
+        for e in _events(sup, "alert_firing", release)
+        if e["details"]["name"] == "FalconCanaryAborted"
+    ]
+    print(f"{release}: FalconCanaryAborted firing {paged['ts'] - aborted['ts']:.1f} s after "
+          "rollout_aborted")  # fmt: skip
     assert f"release {release} aborted" in alert["annotations"]["summary"]
     assert alert["annotations"]["runbook_url"].endswith("#falconcanaryaborted")
     incidents = sup.wait_for_json(
