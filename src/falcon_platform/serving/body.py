@@ -46,9 +46,13 @@ class BodyReader:
         self._expired: set[int] = set()
         self._ids = itertools.count()
         self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep(), name="falcon-body-timeouts")
+        # The loop, kept: asyncio.current_task() and get_running_loop() without it each make a
+        # getpid system call (CPython checks the loop belongs to this process), twice a request.
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep(), name="falcon-body-timeouts")
 
     async def stop(self) -> None:
         if self._sweeper is not None:
@@ -58,11 +62,12 @@ class BodyReader:
 
     async def read(self, receive: Receive) -> bytes:
         """The whole body, or 413 as soon as it passes the limit, or 408 after the timeout."""
-        task = asyncio.current_task()
-        if task is None or self._sweeper is None:  # not started (no loop task): no timeout
+        loop = self._loop
+        task = asyncio.current_task(loop) if loop is not None else None
+        if task is None or loop is None:  # not started (no loop task): no timeout
             return await read_limited(receive, self.limit)
         key = next(self._ids)
-        self._reading[key] = (task, asyncio.get_running_loop().time() + self.timeout_s)
+        self._reading[key] = (task, loop.time() + self.timeout_s)
         try:
             return await read_limited(receive, self.limit)
         except asyncio.CancelledError:
