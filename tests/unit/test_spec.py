@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from falcon_platform.config.spec import Spec, format_duration, parse_duration
+from falcon_platform.config.spec import SLOSpec, Spec, format_duration, parse_duration
 
 
 def test_defaults_are_the_seed_template_slos() -> None:
@@ -35,3 +35,18 @@ def test_unknown_keys_are_refused() -> None:
 def test_bad_duration_names_the_accepted_forms() -> None:
     with pytest.raises(ValidationError, match="'30s'"):
         Spec.model_validate({"alerts": {"memory_for": "one minute"}})
+
+
+@pytest.mark.parametrize("ms", [1, 2.5, 100, 250, 500, 1000, 10_000])
+def test_a_latency_objective_on_a_histogram_bound_is_accepted(ms: float) -> None:
+    assert SLOSpec(latency_p95_ms=ms).latency_p95_ms == ms
+
+
+@pytest.mark.parametrize("ms", [300, 499, 750, 20_000])
+def test_a_latency_objective_between_bounds_is_refused_with_the_bounds(ms: float) -> None:
+    """Prometheus counts "within X" only at a bucket bound: 300 ms would match nothing."""
+    with pytest.raises(ValidationError) as caught:
+        SLOSpec(latency_p95_ms=ms)
+    message = str(caught.value)
+    assert f"{ms:g} ms is not a bound of the latency histogram" in message
+    assert "250, 500, 1000" in message

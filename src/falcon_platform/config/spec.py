@@ -63,6 +63,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The request-latency histogram's bucket bounds (seconds), for every Falcon process that
+# exports one (workers, the supervisor's 503 responder). Here, beside the SLO, because the
+# latency objective must be one of them: Prometheus counts "answered within X" only at a bound.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 class SLOSpec(_Section):
     """Service level objectives; defaults are the seed postmortem's."""
 
@@ -75,6 +81,18 @@ class SLOSpec(_Section):
         default=0.95, gt=0, lt=1, description="Share of requests under latency_p95_ms."
     )
     window: Duration = Field(default=30 * 86400.0, description="Objective window.")
+
+    @field_validator("latency_p95_ms")
+    @classmethod
+    def _latency_is_a_bucket_bound(cls, value: float) -> float:
+        """The latency rules count ``le="<objective>"``: any other value would match nothing."""
+        if not any(abs(value - bound * 1000) < 1e-9 for bound in LATENCY_BUCKETS):
+            bounds = ", ".join(f"{bound * 1000:g}" for bound in LATENCY_BUCKETS)
+            raise ValueError(
+                f"{value:g} ms is not a bound of the latency histogram, so no alert or SLO could "
+                f"count requests within it; use one of {bounds} (ms)"
+            )
+        return value
 
 
 class WorkerSpec(_Section):

@@ -29,10 +29,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from falcon_platform import __version__
+from falcon_platform.config.spec import LATENCY_BUCKETS
 from falcon_platform.observability import names
 from falcon_platform.stores.base import StoreStats
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 ENDPOINTS = ("/infer", "/infer/batch", "/v2/infer")
 BASE = ("worker", "release")

@@ -46,6 +46,7 @@ from prometheus_client import (
 
 from falcon_platform.clock import Clock
 from falcon_platform.config.settings import Settings
+from falcon_platform.config.spec import LATENCY_BUCKETS
 from falcon_platform.errors import OverloadedError
 from falcon_platform.observability import names
 from falcon_platform.observability.sli_store import extract_sli_points
@@ -63,7 +64,6 @@ LINGER_MAX_BYTES = 4 * 1_048_576
 MAX_CONNECTIONS = 512
 SUMMARY_EVERY_S = 10.0
 # The same buckets and endpoint names as the workers (serving.metrics), so the families merge.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ENDPOINTS = ("/infer", "/infer/batch", "/v2/infer")
 _V2_INFER = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
