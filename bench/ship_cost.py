@@ -55,17 +55,18 @@ WAYS: dict[str, Callable[[Engine, list[bytes]], bool]] = {
 
 def ship_all(way: str, segments: list[list[bytes]]) -> float:
     """CPU microseconds per row to ship ``segments`` into a fresh database."""
-    settings = Settings(home=Path(tempfile.mkdtemp(prefix="falcon-ship-cost-")))
-    upgrade(settings)
-    engine = make_engine(settings)
-    try:
-        started = time.thread_time()
-        for lines in segments:
-            if not WAYS[way](engine, lines):
-                raise SystemExit(f"{way}: a segment was refused")
-        spent = time.thread_time() - started
-    finally:
-        engine.dispose()
+    with tempfile.TemporaryDirectory(prefix="falcon-ship-cost-") as home:
+        settings = Settings(home=Path(home))
+        upgrade(settings)
+        engine = make_engine(settings)
+        try:
+            started = time.thread_time()
+            for lines in segments:
+                if not WAYS[way](engine, lines):
+                    raise SystemExit(f"{way}: a segment was refused")
+            spent = time.thread_time() - started
+        finally:
+            engine.dispose()
     return spent * 1e6 / sum(len(lines) for lines in segments)
 
 
