@@ -28,7 +28,11 @@ SECRET = "s3cret-value-never-shown-0123456789"
 
 
 def _manager(
-    home: Path, journal: FakeEventJournal, environ: dict[str, str] | None = None
+    home: Path,
+    journal: FakeEventJournal,
+    environ: dict[str, str] | None = None,
+    *,
+    base_requested: bool = False,
 ) -> ReleaseManager:
     settings = Settings(home=home)
     database.upgrade(settings)
@@ -37,7 +41,7 @@ def _manager(
                        machine=lambda: MachineFacts(16_000, 4))  # fmt: skip
     sup = Supervisor(settings, Spec(), journal, workers=1, release_gate=gate)
     manager = ReleaseManager(sup, ReleaseStore(database.make_engine(settings)), journal)
-    manager.start()
+    manager.start(base_requested=base_requested)
     return manager
 
 
@@ -147,3 +151,64 @@ def test_a_release_from_before_a_restart_is_rebuilt_only_as_it_ran(tmp_path: Pat
     assert moved.supervisor.releases["r1"].settings.batch_max_wait_ms == 9  # type: ignore[union-attr]
     restored_events = [e for e in journal.events if e.kind == "release_restored"]
     assert restored_events[-1].details["inherited_changes"] == ["batch_max_wait_ms"]
+
+
+def test_a_restarted_supervisor_resumes_the_last_stable_release(tmp_path: Path) -> None:
+    """The workers of a restarted supervisor start on the release last promoted, restored from
+    its record (before: on r0, the env file's settings -- a restart reverted the deploy);
+    `falcon up --base` starts r0 on purpose; a release that cannot run as it ran (here: a
+    secret it overrode changed) is not resumed, r0 runs and the note says why in one line."""
+    journal = FakeEventJournal()
+    base = {"FALCON_ADMIN_TOKEN": SECRET}
+    manager = _manager(tmp_path, journal, base)
+    assert manager.resume_note is None
+    r1 = manager.create({"FALCON_LOG_LEVEL": "ERROR"}, reason="quieter", created_by="ana")
+    manager.move(r1, ReleaseState.STABLE, "promoted")
+    manager.move(manager.get("r0"), ReleaseState.SUPERSEDED, "r1 promoted")
+
+    again = _manager(tmp_path, journal, base)  # the supervisor restarted
+    assert again.stable_id == "r1"
+    assert again.supervisor.desired == {"r1": 1}  # the workers start on r1, none on r0
+    assert again.supervisor.releases["r1"].env == {"FALCON_LOG_LEVEL": "ERROR"}
+    states = {r.id: r.state for r in again.list()}
+    assert states == {"r0": ReleaseState.SUPERSEDED, "r1": ReleaseState.STABLE}
+    [resumed] = [e for e in journal.events if e.kind == "release_resumed"]
+    assert (resumed.release, resumed.details["base"]) == ("r1", "r0")
+    assert resumed.details["overrides"] == ["FALCON_LOG_LEVEL"]
+    assert again.resume_note is None
+
+    on_purpose = _manager(tmp_path, journal, base, base_requested=True)  # falcon up --base
+    assert (on_purpose.stable_id, on_purpose.supervisor.desired) == ("r0", {"r0": 1})
+    assert {r.id: r.state for r in on_purpose.list()}["r1"] is ReleaseState.SUPERSEDED
+    [skipped] = [e for e in journal.events if e.kind == "release_resume_skipped"]
+    assert skipped.release == "r1"
+    note = on_purpose.resume_note
+    assert note is not None
+    assert "started with `falcon up --base`, last stable r1 skipped" in note["line"]
+    assert _manager(tmp_path, journal, base).stable_id == "r0"  # r0 is the stable one now
+
+    # r2 overrides the secret; the next supervisor's environment has another one
+    last = _manager(tmp_path, journal, base)
+    r2 = last.create({"FALCON_ADMIN_TOKEN": "another-secret-value-0123456789abcdef"},
+                     reason="rotate", created_by="ana")  # fmt: skip
+    last.move(r2, ReleaseState.STABLE, "promoted")
+    last.move(last.get("r0"), ReleaseState.SUPERSEDED, "r2 promoted")
+    refused = _manager(tmp_path, journal, base)
+    assert (refused.stable_id, refused.supervisor.desired) == ("r0", {"r0": 1})
+    assert "r2" not in refused.supervisor.releases
+    assert {r.id: r.state for r in refused.list()}["r2"] is ReleaseState.SUPERSEDED
+    [event] = [e for e in journal.events if e.kind == "release_resume_refused"]
+    assert event.release == "r2"
+    assert (
+        event.details["reason"] == "admin_token: a secret, changed since (its value is not stored)"
+    )
+    note = refused.resume_note
+    assert note is not None
+    assert note["line"] == (
+        "running r0 (base); last stable r2 could not be resumed: admin_token: a secret, changed "
+        "since (its value is not stored); `falcon rollback --to r2` after fixing it, or "
+        "`falcon deploy`"
+    )
+    assert "another-secret" not in str(note) + str(event.details)
+    refused.stable_id = "r2"  # a rollback or a deploy moved on: nothing left to say
+    assert refused.resume_note is None

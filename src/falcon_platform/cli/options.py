@@ -36,6 +36,14 @@ EnvFileOpt = Annotated[
     typer.Option("--env-file", help="Env file to read instead of ./.env (where Falcon runs)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+BaseReleaseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--base",
+        help="Start the base release (the env file as it is) instead of resuming the last "
+        "stable release; journaled as skipped on purpose.",
+    ),
+]
 
 # The option names a command must offer when it talks to a running Falcon.
 ADDRESS_OPTIONS = ("--profile", "--env-file")

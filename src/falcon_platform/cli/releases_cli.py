@@ -194,6 +194,9 @@ def list_releases(
         typer.echo(json.dumps(body, indent=2))
         return
     _out().print(releases_table(body))
+    resume = body.get("resume") or {}
+    if resume.get("line"):
+        _out().print(f"release: {resume['line']}", markup=False, highlight=False)
 
 
 @app.command()

@@ -24,7 +24,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from falcon_platform.cli.consoles import stderr_console, stdout_console
-from falcon_platform.cli.options import EnvFileOpt, JsonOpt, ProfileOpt, address_args
+from falcon_platform.cli.options import (
+    BaseReleaseOpt,
+    EnvFileOpt,
+    JsonOpt,
+    ProfileOpt,
+    address_args,
+)
 from falcon_platform.cli.options import client_for as _client
 from falcon_platform.cli.options import settings_for as _settings
 from falcon_platform.errors import (
@@ -105,13 +111,17 @@ def up(
     ] = False,
     override_gate: OverrideOpt = None,
     allow_faults: FaultsOpt = False,
+    base: BaseReleaseOpt = False,
     profile: ProfileOpt = None,
     env_file: EnvFileOpt = None,
     spec_path: Annotated[
         Path | None, typer.Option("--spec", help="Spec file (default FALCON_SPEC_PATH).")
     ] = None,
 ) -> None:
-    """Start the supervisor: the public socket, N workers, the control API."""
+    """Start the supervisor: the public socket, N workers, the control API.
+
+    The workers run the last stable release (a deploy survives a restart); --base runs the
+    env file's settings as they are instead."""
     import asyncio
 
     from falcon_platform.config.specfile import load_spec
@@ -146,6 +156,8 @@ def up(
         cli_args += ["--override-gate", override_gate]
     if allow_faults:
         cli_args.append("--allow-faults")
+    if base:
+        cli_args.append("--base")
     if profile:
         cli_args += ["--profile", profile]
     if env_file:
@@ -168,8 +180,9 @@ def up(
     def announce(supervisor: Any) -> None:
         supervisor.on_unbootable = unbootable
         n = sum(supervisor.desired.values())
+        running = ", ".join(r for r, k in supervisor.desired.items() if k > 0)
         _out().print(
-            f"Falcon is starting {n} worker(s) on {supervisor.url} "
+            f"Falcon is starting {n} worker(s) of release {running} on {supervisor.url} "
             f"(control API {_control_where(settings)}; Ctrl-C stops)\n"
             f"  curl -s -X POST {supervisor.url}/infer -H 'Content-Type: application/json' "
             '-d \'{"text": "I love this product"}\''
@@ -189,6 +202,7 @@ def up(
             base_gate_args=gate_args(
                 verdict, override_reason=override_gate, allow_faults=allow_faults
             ),
+            base_release=base,
         )
     )
     raise typer.Exit(code)
@@ -328,6 +342,7 @@ def status(
     with _client(settings) as client:
         data = client.status()
         data["incidents"] = _incident_summary(client)
+        data["release_resume"] = _release_resume(client)
     if json_out:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -380,6 +395,9 @@ def status(
         f"{sup['memory_enforcement']}); health: {sup['health']}"
         + (f"; [bold red]CrashLoopBackOff: {', '.join(loops)}[/]" if loops else "")
     )
+    resume = data.get("release_resume") or {}
+    if resume.get("line"):
+        out.print(f"[bold yellow]release:[/] {escape(resume['line'])}", highlight=False)
     rolling = sup.get("rolling_restart")
     if rolling and not rolling.get("done"):
         out.print(
@@ -418,6 +436,16 @@ def _incident_summary(client: Any) -> dict[str, Any] | None:
         "open": [{k: i[k] for k in ("id", "severity", "title")} for i in found],
         "overdue_actions": [a["id"] for a in late],
     }
+
+
+def _release_resume(client: Any) -> dict[str, Any] | None:
+    """Why the supervisor runs its base release and not the last stable one (the releases
+    API's ``resume``), or None: nothing to say, or a supervisor without releases."""
+    try:
+        note = client.releases().get("resume")
+    except FalconError:
+        return None
+    return note if isinstance(note, dict) else None
 
 
 def check_health(profile: ProfileOpt = None, env_file: EnvFileOpt = None) -> None:

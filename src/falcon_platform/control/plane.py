@@ -138,8 +138,13 @@ async def serve(
     on_listening: Callable[[Supervisor], None] | None = None,
     release_gate: ReleaseGate | None = None,
     base_gate_args: Sequence[str] = (),
+    base_release: bool = False,
 ) -> int:
-    """Run the supervisor and its control API until stopped; returns the exit code."""
+    """Run the supervisor and its control API until stopped; returns the exit code.
+
+    Workers start on the last stable release (restored from the release store), or on the
+    base release (the settings as they are now) with ``base_release`` (``falcon up --base``)
+    or when it cannot be resumed: ``ReleaseManager.start``."""
     from falcon_platform.stores.database import ensure_schema, make_engine
 
     # One line per probe/scrape (several a second) would drown the supervisor's own log.
@@ -201,7 +206,7 @@ async def serve(
     releases = ReleaseManager(supervisor, ReleaseStore(engine), journal)
     rollouts = Rollouts(releases, engine=engine)
     try:
-        await asyncio.to_thread(releases.start)
+        await asyncio.to_thread(releases.start, base_requested=base_release)
     except Exception as exc:  # the release history must not keep the service down
         log.error("cannot record the starting release in the release store: %s", exc)
     routers = [*routers, create_releases_router(releases, rollouts, token)]

@@ -2,7 +2,8 @@
 
 Reads are open on loopback like ``/status``; anything that changes state needs the token::
 
-    GET  /releases                 every release (oldest first), the stable one, the rollout
+    GET  /releases                 every release (oldest first), the stable one, and why the
+                                   last stable one was not resumed at start (or null)
     GET  /releases/{id}            one release: state, gate and step verdicts, config diff
     POST /releases                 create a release (config gate judged; refused -> 422)
     POST /deploy                   create (or name) a release and roll it out (202)
@@ -73,6 +74,7 @@ def create_releases_router(
         return {
             "stable": manager.stable_id,
             "releases": [r.to_dict() for r in manager.list()],
+            "resume": manager.resume_note,  # the last stable release not resumed at start
         }
 
     @router.get("/releases/{release_id}", dependencies=reader)

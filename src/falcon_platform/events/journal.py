@@ -61,6 +61,10 @@ class EventKind(StrEnum):
     # to_release / step / verdict as relevant.
     RELEASE_CREATED = "release_created"
     RELEASE_RESTORED = "release_restored"  # a release from before a restart, runnable again
+    # at start: the last stable release resumed / not resumed (details: base, reason, line)
+    RELEASE_RESUMED = "release_resumed"
+    RELEASE_RESUME_REFUSED = "release_resume_refused"
+    RELEASE_RESUME_SKIPPED = "release_resume_skipped"  # `falcon up --base`
     GATE_PASSED = "gate_passed"
     GATE_SKIPPED = "gate_skipped"
     ROLLOUT_STARTED = "rollout_started"

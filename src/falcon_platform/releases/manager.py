@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from falcon_platform.config.fingerprint import fingerprint, salt_for
@@ -43,6 +43,7 @@ from falcon_platform.releases.record import (
     with_gate,
     with_state,
 )
+from falcon_platform.releases.resume import Resume, StartBase, last_stable, resume_decision
 from falcon_platform.releases.store import ReleaseStore
 from falcon_platform.supervisor.supervisor import Supervisor
 
@@ -66,6 +67,7 @@ class ReleaseManager:
         self.journal = journal
         self.stable_id = supervisor.settings.release
         self._values: dict[str, dict[str, str]] = {}  # fingerprint values per running release
+        self._resume_note: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- reading
     def list(self) -> list[ReleaseRecord]:
@@ -92,42 +94,111 @@ class ReleaseManager:
         fp = fingerprint(settings, self.supervisor.spec, salt=salt_for(settings.run_dir))
         return fp.digest, fp.values
 
-    def start(self) -> ReleaseRecord:
-        """Record the release the supervisor started with as the stable one; a release left
-        stable or half-rolled-out by a previous supervisor is marked as what it now is."""
-        now = self.supervisor.clock.now()
+    def start(self, *, base_requested: bool = False) -> ReleaseRecord:
+        """Decide which release the workers start on, before any starts (``releases.resume``):
+        the release a previous supervisor left stable, restored from its record (journaled
+        ``release_resumed``), unless there is none, the operator asked for the base
+        (``falcon up --base``: ``release_resume_skipped``) or it cannot be run again as it ran
+        (``release_resume_refused``, and ``resume_note`` says so). Returns the stable record;
+        a release left half-rolled-out is marked aborted, any other stable one superseded."""
         base = self.supervisor.settings.release
-        settings = self.supervisor.settings
-        digest, values = self._fingerprint(settings)
-        self._values[base] = values
+        stable = last_stable(self.store.all(), base=base)
+        refusal = details = None
+        if stable is not None and not base_requested:
+            refusal, details = self._try_restore(stable)
+        decision = resume_decision(stable, base, base_requested=base_requested, refusal=refusal)
+        if isinstance(decision, Resume) and stable is not None:
+            return self._resume(stable, details or {})
+        assert isinstance(decision, StartBase)
+        return self._start_base(decision)
+
+    @property
+    def resume_note(self) -> dict[str, Any] | None:
+        """Why the supervisor started on its base release instead of the last stable one
+        (``StartBase.note``), while the base is still the stable release; else None."""
+        note = self._resume_note
+        return note if note is not None and note["base"] == self.stable_id else None
+
+    def _try_restore(self, record: ReleaseRecord) -> tuple[str | None, dict[str, Any] | None]:
+        """(why ``record`` cannot be restored, None) or (None, what was restored)."""
+        try:
+            problems, details = self._rebuild(record)
+        except FalconError as exc:  # the gate refuses it now, a record it cannot read ...
+            return exc.detail, None
+        except Exception as exc:  # never a crash loop over a stored record
+            log.exception("cannot restore %s", record.id)
+            return f"{type(exc).__name__}: {exc}", None
+        return ("; ".join(problems), None) if problems else (None, details)
+
+    def _resume(self, stable: ReleaseRecord, details: dict[str, Any]) -> ReleaseRecord:
+        sup, base = self.supervisor, self.supervisor.settings.release
+        _, self._values[base] = self._fingerprint(sup.settings)
+        why = f"the supervisor restarted and resumed {stable.id}"
+        self._settle_others(keep=stable.id, why=why)
+        if self.store.get(base) is None:  # a rollback to the base stays possible
+            self.save(self._base_record(ReleaseState.SUPERSEDED, why))
+        sup.set_desired({stable.id: sum(sup.desired.values())})
+        self.stable_id = stable.id
+        self.journal.record(
+            EventKind.RELEASE_RESUMED, release=stable.id, details={"base": base, **details}
+        )
+        log.warning("resuming %s, the last stable release (base %s)", stable.id, base)
+        return stable
+
+    def _start_base(self, decision: StartBase) -> ReleaseRecord:
+        base = decision.base
+        _, self._values[base] = self._fingerprint(self.supervisor.settings)
+        self._settle_others(keep=base, why=f"the supervisor restarted and runs {base}: "
+                            + decision.why)  # fmt: skip
+        self._resume_note = decision.note()
+        self.stable_id = base
+        if decision.skipped is not None:
+            kind = (
+                EventKind.RELEASE_RESUME_REFUSED
+                if decision.refused is not None
+                else EventKind.RELEASE_RESUME_SKIPPED
+            )
+            self.journal.record(
+                kind,
+                release=decision.skipped,
+                details={"base": base, "reason": decision.refused or decision.why,
+                         "line": (self._resume_note or {}).get("line")},
+            )  # fmt: skip
+            log.error("%s", (self._resume_note or {}).get("line"))
+        existing = self.store.get(base)
+        if existing is not None:
+            if existing.state is ReleaseState.STABLE:
+                return existing
+            return self.move(existing, ReleaseState.STABLE, "the supervisor started with it")
+        return self.save(self._base_record(ReleaseState.STABLE, "falcon up"))
+
+    def _settle_others(self, *, keep: str, why: str) -> None:
         for record in self.store.all():
-            if record.id == base:
+            if record.id == keep:
                 continue
-            why = f"the supervisor restarted and runs {base}"
             if record.state is ReleaseState.STABLE:
                 self.move(record, ReleaseState.SUPERSEDED, why)
             elif record.state in (ReleaseState.CANARY, ReleaseState.PENDING):
                 self.move(record, ReleaseState.ABORTED, why)
-        existing = self.store.get(base)
-        if existing is not None:
-            self.stable_id = base
-            return self.move(existing, ReleaseState.STABLE, "the supervisor started with it")
-        record = ReleaseRecord(
-            id=base,
-            number=release_number(base) or 0,
+
+    def _base_record(self, state: ReleaseState, why: str) -> ReleaseRecord:
+        sup = self.supervisor
+        now, settings = sup.clock.now(), sup.settings
+        digest, values = self._fingerprint(settings)
+        return ReleaseRecord(
+            id=settings.release,
+            number=release_number(settings.release) or 0,
             created_at=now,
             created_by="falcon up",
             reason="the release the supervisor started with",
             model_sha256=model_sha256(settings),
             settings_fingerprint=digest,
-            spec_hash=spec_hash(self.supervisor.spec.model_dump_json()),
-            state=ReleaseState.STABLE,
+            spec_hash=spec_hash(sup.spec.model_dump_json()),
+            state=state,
             updated_at=now,
-            history=[{"ts": round(now, 3), "from": None, "state": "stable", "why": "falcon up"}],
+            history=[{"ts": round(now, 3), "from": None, "state": str(state), "why": why}],
             settings_values=settings_values(values),
         )
-        self.stable_id = base
-        return self.save(record)
 
     def create(
         self,
@@ -265,9 +336,23 @@ class ReleaseManager:
         Otherwise nothing changes and ``RuntimeStateError`` names what differs, so a rollback
         never runs a release that only carries the old one's name. What it did not override
         it inherits from this supervisor, as any release does (journaled when it changed)."""
+        problems, details = self._rebuild(record)
+        if problems:
+            raise RuntimeStateError(
+                f"{record.id} cannot be run again as it was: "
+                + "; ".join(problems)
+                + f". Deploy its settings again (`falcon deploy --env-file FILE`), or see "
+                f"`falcon releases show {record.id}`"
+            )
+        if details:
+            self.journal.record(EventKind.RELEASE_RESTORED, release=record.id, details=details)
+
+    def _rebuild(self, record: ReleaseRecord) -> tuple[Sequence[str], dict[str, Any]]:
+        """``restore`` without the raise: (what differs, empty when it was added to the
+        supervisor's releases; what was restored, empty when it was held already)."""
         sup = self.supervisor
         if record.id in sup.releases:
-            return
+            return [], {}
         release = sup.add_release(
             restore_env(record),
             override_reason=record.skip_gate_reason,
@@ -279,20 +364,11 @@ class ReleaseManager:
         problems = restore_problems(record, values=values, model_sha256=model_sha256(settings))
         if problems:
             del sup.releases[record.id]
-            raise RuntimeStateError(
-                f"{record.id} cannot be run again as it was: "
-                + "; ".join(problems)
-                + f". Deploy its settings again (`falcon deploy --env-file FILE`), or see "
-                f"`falcon releases show {record.id}`"
-            )
+            return problems, {}
         self._values[record.id] = values
-        self.journal.record(
-            EventKind.RELEASE_RESTORED,
-            release=record.id,
-            details={"settings_fingerprint": digest, "model_sha256": record.model_sha256,
-                     "overrides": sorted(record.env),
-                     "inherited_changes": inherited_changes(record, values)},
-        )  # fmt: skip
+        return [], {"settings_fingerprint": digest, "model_sha256": record.model_sha256,
+                    "overrides": sorted(record.env),
+                    "inherited_changes": inherited_changes(record, values)}  # fmt: skip
 
     def _journal_created(self, record: ReleaseRecord) -> None:
         self.journal.record(

@@ -409,7 +409,7 @@ class Supervisor:
             self.responder.prepare(self._current_release())
         self.journal.record(
             EventKind.SUPERVISOR_STARTED,
-            release=self.settings.release,
+            release=self._current_release(),  # the base, or the last stable release resumed
             details={
                 "pid": os.getpid(),
                 "url": self.url,
