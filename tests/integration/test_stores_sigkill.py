@@ -63,7 +63,9 @@ def test_sigkilled_writer_leaves_no_acknowledged_row_behind(tmp_path: Path) -> N
         acked.append(line.decode().strip())
     child.send_signal(signal.SIGKILL)
     child.wait(10)
-    acked.extend(line.decode().strip() for line in child.stdout.readlines() if line.endswith(b"\n"))
+    with child.stdout:  # closed here, not left to the garbage collector (ResourceWarning)
+        tail = child.stdout.readlines()
+    acked.extend(line.decode().strip() for line in tail if line.endswith(b"\n"))
     assert len(acked) >= 3000, "the child did not get going"
 
     spool = tmp_path / "spool" / "w9"
