@@ -1,6 +1,7 @@
 """Outage tests under load: a real Falcon server process, real redis-server and PostgreSQL.
 
-An open-model load generator (``falcon_platform.loadtest``, a few hundred requests/s) runs while the
+The shared open-model load generator (``falcon_platform.testing.supervisor.LoadGenerator`` over
+``falcon_platform.loadtest``, a few hundred requests/s) runs while the
 test kills Redis, stops PostgreSQL, holds a lock on the request-log table or fills the
 request-log disk budget. Each test prints the measured effect (failed requests, rows lost,
 latency per phase); run with ``-s`` to see it:
@@ -21,19 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import orjson
 import psycopg
 import pytest
 from sqlalchemy import func, select
 
 from falcon_platform.config.settings import Settings
-from falcon_platform.loadtest import BackgroundLoad, LoadOptions, LoadPlan, start_load
-from falcon_platform.loadtest.engine import Outcome
 from falcon_platform.model.registry import ensure_model
 from falcon_platform.stores import database
 from falcon_platform.stores.schema import request_log
 from falcon_platform.testing.net import free_port, wait_for_http
 from falcon_platform.testing.servers import running_postgres, running_redis
+from falcon_platform.testing.supervisor import LoadGenerator, Sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,16 +51,6 @@ TEXTS = [
     )
     for ending in ("was great", "was not bad at all")
 ]  # 80 distinct texts: a repeated workload, so the response cache has something to hit
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    t: float  # seconds since the load started, when the request was scheduled
-    status: int  # 0 = transport error
-    latency_ms: float
-    request_id: str
-    cache_hit: bool
-    degraded: str
 
 
 @dataclass
@@ -140,39 +129,12 @@ def running_server(env: dict[str, str], log_path: Path) -> Iterator[ServerProces
         server.kill()
 
 
-class LoadGenerator:
-    """POST /infer at ``rps`` on keep-alive connections (``falcon_platform.loadtest``, open
-    model: latency from each request's scheduled start), one :class:`Sample` per request."""
-
-    def __init__(self, url: str, rps: float = 200, prefix: str = "load") -> None:
-        self.url = url
-        self.samples: list[Sample] = []
-        self._prefix = f"{prefix}x"
-        self._plan = LoadPlan.open_ended(rps)
-        self._run: BackgroundLoad | None = None
-
-    def _seen(self, o: Outcome) -> None:
-        hit = False
-        if o.status == 200:
-            hit = bool(orjson.loads(o.body).get("cache_hit"))
-        self.samples.append(Sample(o.scheduled_t, o.status, o.latency_s * 1000,
-                                   f"{self._prefix}{o.index:08d}", hit,
-                                   o.headers.get("falcon-degraded", "")))  # fmt: skip
-
-    def start(self) -> None:
-        # the 80 TEXTS in turn: the response cache has something to hit
-        options = LoadOptions(texts="corpus", corpus=tuple(TEXTS), request_id_prefix=self._prefix)
-        self._run = start_load(self._plan, self.url, options=options, on_response=self._seen,
-                               capture=True)  # fmt: skip
-
-    def now(self) -> float:
-        assert self._run is not None
-        return self._run.now()
-
-    def stop(self) -> list[Sample]:
-        assert self._run is not None
-        self._run.stop()
-        return sorted(self.samples, key=lambda s: s.t)
+def load_generator(url: str, rps: float) -> LoadGenerator:
+    """The shared open-model generator on keep-alive connections, cycling the 80 TEXTS (the
+    response cache has something to hit), one :class:`Sample` per request; request ids
+    ``loadx…`` (:func:`logged_ids` finds their rows)."""
+    return LoadGenerator(url, rps=rps, connections=64, keep_alive=True, texts=TEXTS,
+                         prefix="loadx", record=True)  # fmt: skip
 
 
 def window(samples: list[Sample], start: float, end: float) -> list[Sample]:
@@ -276,16 +238,15 @@ def test_redis_killed_mid_load_fails_no_request_and_cache_hit_ratio_recovers(
     with running_redis() as redis:
         env = server_env(tmp_path / "home", model_path, FALCON_REDIS_URL=redis.url)
         with running_server(env, tmp_path / "server.log") as server:
-            load = LoadGenerator(server.url, rps=200)
-            load.start()
-            time.sleep(6)
-            redis.kill()
-            killed_at = load.now()
-            time.sleep(8)
-            redis.start()
-            back_at = load.now()
-            time.sleep(10)
-            samples = load.stop()
+            with load_generator(server.url, rps=200) as load:
+                time.sleep(6)
+                redis.kill()
+                killed_at = load.now()
+                time.sleep(8)
+                redis.start()
+                back_at = load.now()
+                time.sleep(10)
+            samples = load.samples()
             metrics = server.metrics()
             assert server.terminate(), server.log_tail()
 
@@ -336,24 +297,23 @@ def test_postgres_stopped_then_locked_mid_load_fails_nothing_loses_nothing_and_l
             home, model_path, FALCON_DATABASE_URL=pg.url, FALCON_DATABASE_TIMEOUT_S="1"
         )
         with running_server(env, tmp_path / "server.log") as server:
-            load = LoadGenerator(server.url, rps=200)
-            load.start()
-            time.sleep(8)
-            pg.stop()
-            down_at = load.now()
-            time.sleep(30)
-            during_down_metrics = server.metrics()
-            pg.start()
-            up_at = load.now()
-            time.sleep(8)
-            with psycopg.connect(pg.url) as locker:  # "slow": every insert waits on this lock
-                locker.execute("LOCK TABLE request_log IN ACCESS EXCLUSIVE MODE")
-                locked_at = load.now()
+            with load_generator(server.url, rps=200) as load:
+                time.sleep(8)
+                pg.stop()
+                down_at = load.now()
                 time.sleep(30)
-                locker.rollback()
-            unlocked_at = load.now()
-            time.sleep(6)
-            samples = load.stop()
+                during_down_metrics = server.metrics()
+                pg.start()
+                up_at = load.now()
+                time.sleep(8)
+                with psycopg.connect(pg.url) as locker:  # "slow": every insert waits on it
+                    locker.execute("LOCK TABLE request_log IN ACCESS EXCLUSIVE MODE")
+                    locked_at = load.now()
+                    time.sleep(30)
+                    locker.rollback()
+                unlocked_at = load.now()
+                time.sleep(6)
+            samples = load.samples()
             metrics = server.metrics()
             assert server.terminate(), server.log_tail()
         ids, total = logged_ids(pg.url, home)
@@ -478,11 +438,10 @@ def test_server_sigkilled_mid_load_every_2xx_has_exactly_one_row_after_restart(
     server = ServerProcess(env, tmp_path / "server.log")
     server.start()
     try:
-        load = LoadGenerator(server.url, rps=300)
-        load.start()
-        time.sleep(5)
-        server.kill()  # SIGKILL: no shutdown, no final shipping
-        samples = load.stop()
+        with load_generator(server.url, rps=300) as load:
+            time.sleep(5)
+            server.kill()  # SIGKILL: no shutdown, no final shipping
+        samples = load.samples()
         server.start()  # same worker id: ships its predecessor's spool at start
         assert server.terminate(), server.log_tail()
     finally:

@@ -12,6 +12,7 @@ Used by ``tests/integration/test_supervisor_*.py`` and ``tests/e2e/test_supervis
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,18 @@ class LoadTally:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One request a recording :class:`LoadGenerator` saw (``record=True``)."""
+
+    t: float  # seconds since the load started, when the request was scheduled
+    status: int  # 0 = transport error
+    latency_ms: float  # from the scheduled start (open model)
+    request_id: str
+    cache_hit: bool  # a 2xx body's "cache_hit"
+    degraded: str  # the falcon-degraded header ("redis", ...), "" when not degraded
+
+
 class LoadGenerator:
     """POST /infer at a constant ``rps`` until the block ends (``falcon_platform.loadtest``).
 
@@ -279,6 +292,10 @@ class LoadGenerator:
     request carries a unique ``X-Request-ID`` (``ok_ids`` lists those answered 2xx) and a
     fresh connection (``Connection: close``), so a draining worker never holds an idle
     keep-alive connection a client could race against: what is measured is the server.
+
+    ``texts`` sends those texts in turn instead of unique ones (a workload the response cache
+    can hit); ``prefix`` fixes the request-id prefix (to find the rows in the request log);
+    ``record`` keeps a :class:`Sample` per request (``samples()``), timed by ``now()``.
     """
 
     def __init__(
@@ -289,27 +306,51 @@ class LoadGenerator:
         timeout: float = 10.0,
         connections: int = 256,
         keep_alive: bool = False,  # bench/flood.py: a client that reuses its connections
+        texts: Sequence[str] | None = None,
+        prefix: str | None = None,
+        record: bool = False,
     ) -> None:
         from falcon_platform.loadtest import LoadOptions, LoadPlan
 
         self.url = url
-        self._prefix = f"lg{uuid.uuid4().hex[:8]}-"
+        self._prefix = prefix if prefix is not None else f"lg{uuid.uuid4().hex[:8]}-"
         self._plan = LoadPlan.open_ended(rps)
-        self._options = LoadOptions(connections=connections, timeout_s=timeout, texts="unique",
-                                    keep_alive=keep_alive, request_id_prefix=self._prefix)  # fmt: skip
+        self._options = LoadOptions(
+            connections=connections,
+            timeout_s=timeout,
+            texts="corpus" if texts is not None else "unique",
+            corpus=tuple(texts) if texts is not None else None,
+            keep_alive=keep_alive,
+            request_id_prefix=self._prefix,
+        )
+        self._record = record
         self._ok: list[int] = []
+        self._samples: list[Sample] = []
         self._run: Any = None
         self._tally = LoadTally()
 
     def _seen(self, outcome: Any) -> None:
-        if 200 <= outcome.status < 300:
+        ok = 200 <= outcome.status < 300
+        if ok:
             self._ok.append(outcome.index)  # list.append is atomic under the GIL
+        if self._record:
+            hit = ok and bool(json.loads(outcome.body).get("cache_hit"))
+            self._samples.append(
+                Sample(
+                    t=outcome.scheduled_t,
+                    status=outcome.status,
+                    latency_ms=outcome.latency_s * 1000,
+                    request_id=f"{self._prefix}{outcome.index:08d}",
+                    cache_hit=hit,
+                    degraded=outcome.headers.get("falcon-degraded", ""),
+                )
+            )
 
     def __enter__(self) -> LoadGenerator:
         from falcon_platform.loadtest import start_load
 
         self._run = start_load(self._plan, self.url, options=self._options,
-                               on_response=self._seen)  # fmt: skip
+                               on_response=self._seen, capture=self._record)  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -325,5 +366,13 @@ class LoadGenerator:
             p99_ms=result.latency.p99_ms,
         )
 
+    def now(self) -> float:
+        """Seconds since the load started (the clock of every :attr:`Sample.t`)."""
+        return float(self._run.now()) if self._run is not None else 0.0
+
     def result(self) -> LoadTally:
         return self._tally
+
+    def samples(self) -> list[Sample]:
+        """Every request seen (``record=True``), in the order they were scheduled."""
+        return sorted(self._samples, key=lambda s: s.t)
