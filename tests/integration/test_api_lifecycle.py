@@ -43,6 +43,23 @@ def _wait_for_rows(home: Path, wanted: set[str], timeout: float = 30) -> Counter
     return rows
 
 
+def _wait_for_open_connections(url: str, count: int, timeout: float = 10) -> None:
+    """Until a scrape of ``url``/metrics shows exactly ``count`` open connections (its own
+    included)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        seen = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("falcon_connections_open")
+        )
+        if seen == count:
+            return
+        assert time.monotonic() < deadline, f"{seen:g} open connections, waited for {count}"
+        time.sleep(0.02)
+
+
 def test_idempotency_key_replays_across_requests_and_restarts(
     tmp_path: Path, model_path: Path
 ) -> None:
@@ -80,12 +97,15 @@ def test_sigterm_finishes_in_flight_fails_readiness_ships_log_and_exits_0(
     server = start_server(home, model_path, via="worker")
     body = orjson.dumps({"text": "arrived during shutdown"})
     try:
+        # Alone, a scrape sees one open connection (its own); then ours is opened and the
+        # server must have it (two) before SIGTERM: polled, not slept on.
+        _wait_for_open_connections(server.url, 1)
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(
                 b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"X-Request-ID: in-flight-1\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
             )
-            time.sleep(0.3)  # the server has the request; it waits for the rest of the body
+            _wait_for_open_connections(server.url, 2)  # it has the request, waits for the body
             server.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 10
             while True:  # no new connections once draining (polled: no race with the drain)
@@ -137,7 +157,10 @@ def test_sigkill_mid_load_loses_no_row_of_a_2xx(tmp_path: Path, model_path: Path
     threads = [threading.Thread(target=load, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
-    time.sleep(3)
+    deadline = time.monotonic() + 60
+    while len(ok) < 300:  # enough 2xx to mean something: counted, not a fixed 3 s
+        assert time.monotonic() < deadline, f"only {len(ok)} 2xx in 60 s"
+        time.sleep(0.05)
     server.stop(signal.SIGKILL)
     stop.set()
     for t in threads:
