@@ -125,7 +125,9 @@ def test_a_one_second_stall_shows_in_the_open_model_and_hides_in_a_closed_loop(
     assert o.p999_ms >= 900
     assert o.p99_ms >= 500  # ~200 of 1,600 requests were due during the stall
     assert c.max_ms >= 900, "the closed loop's in-flight request did wait out the stall"
-    assert c.p999_ms < 500, "yet a closed loop's percentiles hide it"
+    # the closed loop's p99.9 is an ordinary request's latency: below half the open model's,
+    # which is the stall (a ratio of the same run, whatever the machine's speed)
+    assert c.p999_ms < 0.5 * o.p999_ms, "yet a closed loop's percentiles hide it"
     assert closed_result.sent < open_result.sent  # it also sent fewer: the stall ate its turns
 
 
