@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from falcon_platform.config.machine import MachineFacts
 from falcon_platform.config.settings import Settings
@@ -20,6 +21,7 @@ from falcon_platform.releases.manager import ReleaseManager
 from falcon_platform.releases.record import ReleaseState
 from falcon_platform.releases.store import ReleaseStore
 from falcon_platform.stores import database
+from falcon_platform.stores.schema import releases as releases_table
 from falcon_platform.supervisor.release_gate import ReleaseGate
 from falcon_platform.supervisor.supervisor import Supervisor
 from falcon_platform.testing.journal import FakeEventJournal
@@ -212,3 +214,33 @@ def test_a_restarted_supervisor_resumes_the_last_stable_release(tmp_path: Path) 
     assert "another-secret" not in str(note) + str(event.details)
     refused.stable_id = "r2"  # a rollback or a deploy moved on: nothing left to say
     assert refused.resume_note is None
+
+
+def test_a_stable_release_another_version_wrote_starts_the_base_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """A record this version cannot read (here: a state it does not know, as after a
+    downgrade): the history still lists the others, the base runs, the release is named."""
+    journal = FakeEventJournal()
+    manager = _manager(tmp_path, journal)
+    r1 = manager.create({"FALCON_LOG_LEVEL": "ERROR"}, reason="quieter", created_by="ana")
+    manager.move(r1, ReleaseState.STABLE, "promoted")
+    manager.move(manager.get("r0"), ReleaseState.SUPERSEDED, "r1 promoted")
+    engine = database.make_engine(Settings(home=tmp_path))
+    with engine.begin() as conn:
+        conn.execute(
+            update(releases_table)
+            .where(releases_table.c.id == "r1")
+            .values(record={**r1.to_dict(), "state": "paused-by-a-newer-version"})
+        )
+    engine.dispose()
+
+    again = _manager(tmp_path, journal)
+    assert (again.stable_id, again.supervisor.desired) == ("r0", {"r0": 1})
+    assert [r.id for r in again.list()] == ["r0"]  # the rest of the history still reads
+    note = again.resume_note
+    assert note is not None
+    assert note["skipped"] == "r1"
+    assert "could not be resumed: its record cannot be read by this version" in note["line"]
+    [event] = [e for e in journal.events if e.kind == "release_resume_refused"]
+    assert event.release == "r1"

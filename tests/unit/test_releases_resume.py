@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from falcon_platform.releases.record import ReleaseRecord, ReleaseState, release_number
-from falcon_platform.releases.resume import Resume, StartBase, last_stable, resume_decision
+from falcon_platform.releases.resume import (
+    UNREADABLE,
+    Resume,
+    StartBase,
+    last_stable,
+    resume_decision,
+)
 
 
 def _record(release_id: str, state: ReleaseState, updated_at: float = 1000.0) -> ReleaseRecord:
@@ -66,3 +72,24 @@ def test_resume_unless_none_asked_for_the_base_or_refused() -> None:
         "aaaaaaaaaaaa then, bbbbbbbbbbbb now; `falcon rollback --to r2` after fixing it, "
         "or `falcon deploy`",
     }
+
+
+def test_a_stable_release_whose_record_cannot_be_read_is_refused_by_name() -> None:
+    """A record written by another version (a downgrade): the store still says which release
+    was stable; it is named as not resumed, not passed over in silence."""
+    unreadable = {"r3": "stable", "r4": "aborted", "r0": "stable"}
+    refused = resume_decision(None, "r0", unreadable=unreadable)
+    assert isinstance(refused, StartBase)
+    assert (refused.skipped, refused.refused) == ("r3", UNREADABLE)
+    note = refused.note()
+    assert note is not None
+    assert note["line"].startswith(
+        "running r0 (base); last stable r3 could not be resumed: its record cannot be read"
+    )
+    on_purpose = resume_decision(None, "r0", base_requested=True, unreadable=unreadable)
+    assert isinstance(on_purpose, StartBase)
+    assert (on_purpose.skipped, on_purpose.refused) == ("r3", None)
+    # none of them stable, or a readable release is stable: nothing to say about them
+    assert resume_decision(None, "r0", unreadable={"r4": "aborted"}).note() is None  # type: ignore[union-attr]
+    r5 = _record("r5", ReleaseState.STABLE)
+    assert resume_decision(r5, "r0", unreadable=unreadable) == Resume("r5")

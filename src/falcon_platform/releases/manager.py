@@ -106,7 +106,8 @@ class ReleaseManager:
         refusal = details = None
         if stable is not None and not base_requested:
             refusal, details = self._try_restore(stable)
-        decision = resume_decision(stable, base, base_requested=base_requested, refusal=refusal)
+        decision = resume_decision(stable, base, base_requested=base_requested, refusal=refusal,
+                                   unreadable=self.store.unreadable() if stable is None else None)  # fmt: skip
         if isinstance(decision, Resume) and stable is not None:
             return self._resume(stable, details or {})
         assert isinstance(decision, StartBase)

@@ -82,17 +82,29 @@ def last_stable(records: Iterable[ReleaseRecord], *, base: str) -> ReleaseRecord
     return max(stable, key=lambda r: (r.updated_at, r.number))
 
 
+UNREADABLE = "its record cannot be read by this version of Falcon (written by another version?)"
+
+
 def resume_decision(
     stable: ReleaseRecord | None,
     base: str,
     *,
     base_requested: bool = False,
     refusal: str | None = None,
+    unreadable: dict[str, str] | None = None,
 ) -> Resume | StartBase:
     """What to start: ``stable`` (from ``last_stable``) unless there is none, the operator
     asked for the base (``falcon up --base``), or restoring it was refused (``refusal``:
-    why, from ``ReleaseManager.restore``)."""
+    why, from ``ReleaseManager.restore``). ``unreadable`` (id -> stored state, of records
+    this version cannot read): a stable one among them, when no readable release is stable,
+    is a release left stable that cannot be resumed."""
     if stable is None:
+        left = [i for i, state in (unreadable or {}).items() if state == "stable" and i != base]
+        if left and not base_requested:
+            return StartBase(base, why=f"{left[-1]}: {UNREADABLE}", skipped=left[-1],
+                             refused=UNREADABLE)  # fmt: skip
+        if left:
+            return StartBase(base, why="`falcon up --base`", skipped=left[-1])
         return StartBase(base, why=f"{base} is the stable release")
     if base_requested:
         return StartBase(

@@ -7,12 +7,15 @@ store.get("r3"); store.list(); store.ids()
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
 from falcon_platform.releases.record import ReleaseRecord
 from falcon_platform.stores.schema import releases
+
+log = logging.getLogger("falcon.releases")
 
 
 class ReleaseStore:
@@ -47,10 +50,29 @@ class ReleaseStore:
         return ReleaseRecord.from_dict(row) if row is not None else None
 
     def all(self) -> list[ReleaseRecord]:
-        """Every release, oldest (lowest number) first."""
+        """Every release this version can read, oldest (lowest number) first. A record it
+        cannot (written by another version of Falcon) is left out with a warning: one row
+        must not hide the whole history (``unreadable`` names them)."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(releases.c.record).order_by(releases.c.number)).scalars()
-            return [ReleaseRecord.from_dict(r) for r in rows]
+            rows = conn.execute(
+                select(releases.c.id, releases.c.record).order_by(releases.c.number)
+            ).all()
+        records: list[ReleaseRecord] = []
+        for release_id, body in rows:
+            try:
+                records.append(ReleaseRecord.from_dict(body))
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                log.warning("release %s: its record cannot be read (%s)", release_id, exc)
+        return records
+
+    def unreadable(self) -> dict[str, str]:
+        """id -> state (its column) of each record ``all`` leaves out."""
+        readable = {r.id for r in self.all()}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(releases.c.id, releases.c.state).order_by(releases.c.number)
+            ).all()
+        return {str(i): str(state) for i, state in rows if i not in readable}
 
     def ids(self) -> list[str]:
         with self._engine.connect() as conn:
