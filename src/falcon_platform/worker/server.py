@@ -94,9 +94,13 @@ def public_socket(fd: int | None, host: str, port: int) -> socket.socket:
     else:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(2048)
+        except OSError:
+            sock.close()  # a port already taken: closed now, not left to the GC
+            raise
     sock.setblocking(False)
     return sock
 
