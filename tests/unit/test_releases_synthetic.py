@@ -108,7 +108,9 @@ async def _unix_server(
                     if count >= 10 and answered is not None:
                         answered.set()
         except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+            pass
+        finally:  # also when the test's loop cancels a hung handler: else the writer is
+            writer.close()  # collected after the loop closed ("loop is closed", a later test fails)
 
     return await asyncio.start_unix_server(handle, path=str(path))
 
