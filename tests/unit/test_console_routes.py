@@ -80,6 +80,14 @@ def _app(
                 "steps": [{}, {}], "weight": 25, "canary_workers": 1, "total_workers": 4,
                 "canary_share": 0.25, "started_at": 1.0, "analyses": 0, "last_analysis": None}}  # fmt: skip
 
+        @app.get("/releases")
+        async def releases() -> dict[str, Any]:
+            line = ("running r0 (base); last stable r2 could not be resumed: model sha256 "
+                    "aaaaaaaaaaaa then, unreadable now; `falcon rollback --to r2` after fixing "
+                    "it, or `falcon deploy`")  # fmt: skip
+            return {"stable": "r0", "releases": [], "resume": {"base": "r0", "skipped": "r2",
+                    "refused": "model sha256 ...", "line": line}}  # fmt: skip
+
         @app.post("/rollback")
         async def rollback() -> JSONResponse:
             return JSONResponse(
@@ -288,6 +296,10 @@ async def test_rollout_shown_and_rollback_reports_the_apis_answer() -> None:
         after = (await client.get("/console/releases")).text
     assert "r2 step 1 of 2, canary share 25%" in overview
     assert "1 of 4 workers" in releases
+    assert (  # why the supervisor runs its base release (issue 14)
+        "not resumed</span> running r0 (base); last stable r2 could not be resumed: model "
+        "sha256 aaaaaaaaaaaa then, unreadable now; `falcon rollback --to r2`" in releases
+    )
     assert "Last rollback: r3 → r1, 1970-01-01 00:00:00Z, took 4.2 s (debug flag)" in releases
     assert "Promote" in signed
     assert "Abort rollout" in signed
