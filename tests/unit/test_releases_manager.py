@@ -244,3 +244,25 @@ def test_a_stable_release_another_version_wrote_starts_the_base_and_says_so(
     assert "could not be resumed: its record cannot be read by this version" in note["line"]
     [event] = [e for e in journal.events if e.kind == "release_resume_refused"]
     assert event.release == "r1"
+
+
+def test_a_restart_with_new_settings_after_a_supervisor_restart_takes_a_new_number(
+    tmp_path: Path,
+) -> None:
+    """`falcon restart --set` numbered its release after the ids the running supervisor held
+    only: after a restart it reused r1, a stored release's id, and adopting it moved that
+    record (another release) to stable. Now it numbers after the store's ids as well."""
+    journal = FakeEventJournal()
+    manager = _manager(tmp_path, journal)
+    refused = pytest.raises(ReleaseRefusedError)
+    with refused:
+        manager.create({"FALCON_PROFILE": "prod"}, reason="switch", created_by="ana")
+    assert manager.get("r1").state is ReleaseState.REFUSED  # held only by the store
+    assert manager.supervisor.start_rolling_restart({"FALCON_LOG_LEVEL": "ERROR"})[
+        "to_release"] == "r2"  # fmt: skip
+
+    again = _manager(tmp_path, journal)  # the supervisor restarted: it holds r0 only
+    assert sorted(again.supervisor.releases) == ["r0"]
+    rolling = again.supervisor.start_rolling_restart({"FALCON_LOG_LEVEL": "ERROR"})
+    assert rolling["to_release"] == "r2"  # after r1 (refused, stored) -- not r1 again
+    assert again.get("r1").state is ReleaseState.REFUSED

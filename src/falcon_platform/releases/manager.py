@@ -85,6 +85,7 @@ class ReleaseManager:
     # ----------------------------------------------------------------- writing
     def save(self, record: ReleaseRecord) -> ReleaseRecord:
         self.store.put(record)
+        self.supervisor.taken_release_ids.add(record.id)
         return record
 
     def move(self, record: ReleaseRecord, state: ReleaseState, why: str) -> ReleaseRecord:
@@ -102,6 +103,7 @@ class ReleaseManager:
         (``release_resume_refused``, and ``resume_note`` says so). Returns the stable record;
         a release left half-rolled-out is marked aborted, any other stable one superseded."""
         base = self.supervisor.settings.release
+        self.supervisor.taken_release_ids.update(self.store.ids())  # `falcon restart --set`
         stable = last_stable(self.store.all(), base=base)
         refusal = details = None
         if stable is not None and not base_requested:

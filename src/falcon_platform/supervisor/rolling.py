@@ -87,8 +87,10 @@ def plan_rolling_restart(
     env: Mapping[str, str] | None,
     slots: Iterable[Slot],
     now: float,
+    taken: Iterable[str] = (),
 ) -> tuple[RollingRestart, Release | None, str]:
     """(the restart, the new release it rolls to or None, the release it rolls from).
+    A new release is numbered after ``releases`` and ``taken`` (ids the release store holds).
 
     Raises :class:`RuntimeStateError` when one is already in progress, the supervisor is
     stopping, or ``env`` holds anything but ``FALCON_*`` variables.
@@ -105,7 +107,7 @@ def plan_rolling_restart(
         if bad:
             raise RuntimeStateError(f"only FALCON_* variables can change in a release, not {bad}")
         merged = {**releases[current].env, **env}
-        target = next_release_id(releases)
+        target = next_release_id([*releases, *taken])
         release = Release(target, merged, now)
     old = [s.slot_id for s in sorted(slots, key=lambda s: s.index) if counts(s.view())]
     return RollingRestart(target, old, now), release, current

@@ -107,6 +107,9 @@ class Supervisor:
         base = Release(settings.release, {}, self.clock.now(), tuple(base_gate_args))
         self.release_gate = release_gate
         self.releases: dict[str, Release] = {base.id: base}
+        # Release ids taken outside this supervisor's memory (the release store's, kept here by
+        # the release manager): a new release never reuses one after a restart.
+        self.taken_release_ids: set[str] = set()
         self.desired: dict[str, int] = {base.id: workers or settings.worker_count}
         self.slots: dict[str, Slot] = {}
         self.rolling: RollingRestart | None = None
@@ -217,6 +220,7 @@ class Supervisor:
             env=env,
             slots=self.slots.values(),
             now=self.clock.now(),
+            taken=self.taken_release_ids,
         )
         target = release if release is not None else self.releases[rolling.to_release]
         args, _ = self._judge(
@@ -293,7 +297,7 @@ class Supervisor:
         like every other path (``ReleaseRefusedError`` when refused). ``release_id`` names it
         (the release manager numbers releases across supervisor restarts); else the next
         ``r<n>`` after those this supervisor knows."""
-        release_id = release_id or next_release_id(self.releases)
+        release_id = release_id or next_release_id([*self.releases, *self.taken_release_ids])
         if release_id in self.releases:
             raise RuntimeStateError(f"release {release_id} exists already")
         args, verdict = self._judge(
@@ -727,7 +731,7 @@ class Supervisor:
             self._sock.close()
         self.journal.record(
             EventKind.SUPERVISOR_STOPPED,
-            release=self.settings.release,
+            release=self._current_release(),
             details={"pid": os.getpid(), "reason": self._stop_reason or "loop ended"},
         )
         if self.sli is not None:
