@@ -88,13 +88,19 @@ def test_the_rollout_line_says_what_synthetic_traffic_the_canary_got() -> None:
 
 
 async def _unix_server(
-    path: Path, *, answer: bool, answered: asyncio.Event | None = None
+    path: Path,
+    *,
+    answer: bool,
+    connections: set[asyncio.StreamWriter],
+    answered: asyncio.Event | None = None,
 ) -> asyncio.Server:
     """A UNIX-socket HTTP server: answers every request 200 (keep-alive; ``answered`` is set
-    after the tenth), or never answers."""
+    after the tenth), or never answers. Each accepted connection goes into ``connections``
+    (``Server.close`` leaves them open: :func:`_close_all` closes them)."""
     count = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -115,6 +121,18 @@ async def _unix_server(
     return await asyncio.start_unix_server(handle, path=str(path))
 
 
+async def _close_all(servers: list[asyncio.Server], connections: set[asyncio.StreamWriter]) -> None:
+    """Close the listeners and every accepted connection while the loop runs (a hung server's
+    connections would otherwise be collected after the loop closed: unclosed transports)."""
+    for server in servers:
+        server.close()
+    for writer in connections:
+        writer.close()
+    await asyncio.gather(*(w.wait_closed() for w in connections), return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+
+
 @pytest.mark.serial  # measures how long stop() takes
 async def test_synthetic_traffic_reaches_each_socket_and_stops_at_once_on_a_hung_one(
     tmp_path: Path,
@@ -123,17 +141,21 @@ async def test_synthetic_traffic_reaches_each_socket_and_stops_at_once_on_a_hung
     evenly; stop() returns within its grace even when a canary never answers (an abort must
     not wait for a hung canary), counting the unanswered ones as failed."""
     answered = asyncio.Event()
-    good = await _unix_server(tmp_path / "c1.sock", answer=True, answered=answered)
-    hung = await _unix_server(tmp_path / "c2.sock", answer=False)
-    traffic = SyntheticTraffic(rps=40, max_s=30)
-    traffic.start([tmp_path / "c1.sock", tmp_path / "c2.sock"])
-    assert traffic.running
-    await asyncio.wait_for(answered.wait(), timeout=10)
-    t0 = time.monotonic()
-    summary = await traffic.stop()
-    stopped_in = time.monotonic() - t0
-    good.close()
-    hung.close()
+    connections: set[asyncio.StreamWriter] = set()
+    good = await _unix_server(
+        tmp_path / "c1.sock", answer=True, connections=connections, answered=answered
+    )
+    hung = await _unix_server(tmp_path / "c2.sock", answer=False, connections=connections)
+    try:
+        traffic = SyntheticTraffic(rps=40, max_s=30)
+        traffic.start([tmp_path / "c1.sock", tmp_path / "c2.sock"])
+        assert traffic.running
+        await asyncio.wait_for(answered.wait(), timeout=10)
+        t0 = time.monotonic()
+        summary = await traffic.stop()
+        stopped_in = time.monotonic() - t0
+    finally:
+        await _close_all([good, hung], connections)
     assert not traffic.running
     assert stopped_in < STOP_GRACE_S + 1.0, stopped_in
     assert summary["workers"] == 2
