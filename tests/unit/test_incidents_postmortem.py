@@ -194,6 +194,21 @@ def test_timeline_rows() -> None:
     assert rows[0].time == "14:34:20"
 
 
+def test_timeline_says_which_release_a_restarted_supervisor_ran() -> None:
+    """A supervisor restart during an incident: resumed, or not and why (issue 14)."""
+    events = [
+        Event(ts=T0, kind="release_resumed", release="r2", details={"base": "r0"}),
+        Event(ts=T0 + 1, kind="release_resume_refused", release="r3",
+              details={"base": "r0", "reason": "model sha256 aaaa then, bbbb now"}),
+    ]  # fmt: skip
+    resumed, refused = build_timeline(events)
+    assert (resumed.event, resumed.action, resumed.decision) == (
+        "Supervisor resumed release r2", "the last stable release (base r0)", False)  # fmt: skip
+    assert refused.event == "Release r3 could not be resumed at start"
+    assert refused.action == "base r0 started instead: model sha256 aaaa then, bbbb now"
+    assert refused.decision is True
+
+
 def _incident() -> Incident:
     return Incident(
         id="INC-2026-02-12-001",

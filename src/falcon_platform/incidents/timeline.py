@@ -34,6 +34,8 @@ DECISIONS = frozenset(
         "gate_override",
         "gate_skipped",
         "gate_refused",
+        "release_resume_refused",
+        "release_resume_skipped",
     }
 )
 
@@ -150,6 +152,21 @@ def describe(e: Event) -> tuple[str, str] | None:
         return "Rolling restart finished", str(d.get("outcome") or d.get("result") or "-")
     if k == "supervisor_started":
         return "Supervisor started", "-"
+    if k == "release_resumed":
+        return (
+            f"Supervisor resumed release {r}",
+            f"the last stable release (base {d.get('base', '?')})",
+        )
+    if k == "release_resume_refused":
+        return (
+            f"Release {r} could not be resumed at start",
+            f"base {d.get('base', '?')} started instead: {d.get('reason', '?')}",
+        )
+    if k == "release_resume_skipped":
+        return (
+            f"Release {r} skipped at start (`falcon up --base`)",
+            f"base {d.get('base', '?')} started",
+        )
     if k == "supervisor_stopped":
         return "Supervisor stopped", "-"
     if k == "supervisor_unclean_shutdown":
