@@ -35,6 +35,7 @@ WRONG = [
     (["--bogus"], "falcon: no option --bogus"),
     (["up", "--workers", "0"], "'--workers'"),
     (["up", "--workers", "abc"], "valid integer"),
+    (["up", "--bas"], "did you mean --base?"),
     (["events", "--limit"], "falcon events: Option '--limit' requires an argument"),
     (["events", "--kind", "nonsense"], "no event kind 'nonsense'"),
     (["events", "--kind", "worker_exitd"], "did you mean worker_exited"),
