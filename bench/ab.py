@@ -51,6 +51,12 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", help="name:VAR=value,... (at least two)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mode", choices=["unique", "repeated"], default="unique")
+    parser.add_argument(
+        "--kinds",
+        default="infer",
+        help="comma-separated endpoints to measure each variant on: infer, v2 (both: every "
+        "round measures each variant on each, order alternating; reported as 'name kind')",
+    )
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
@@ -95,10 +101,14 @@ def run_rounds(
     stores: dict[str, str],
 ) -> dict[str, list[dict[str, float]]]:
     factory = "falcon_platform.serving.asgi:create_app_from_env"
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    kinds = args.kinds.split(",")
+    runs: dict[str, list[dict[str, float]]] = {}
     for round_ in range(args.rounds):
-        for name, extra in variants.items():
-            run_home = home / f"{name}-{round_}"
+        order = kinds if round_ % 2 == 0 else kinds[::-1]
+        for (name, extra), kind in ((v, k) for v in variants.items() for k in order):
+            label = name if len(kinds) == 1 else f"{name} {kind}"
+            path = "/infer" if kind == "infer" else "/v2/models/sentiment/infer"
+            run_home = home / f"{name}-{kind}-{round_}"
             run_home.mkdir()
             env = {**os.environ, "FALCON_HOME": str(run_home), "FALCON_MODEL_PATH": str(model),
                    **stores, **extra}  # fmt: skip
@@ -110,13 +120,13 @@ def run_rounds(
                        "--port", str(port)]  # fmt: skip
             proc = start(cmd, env, run_home / "falcon.log", f"{base}/readyz")
             try:
-                [r] = measure(name, proc.pid, f"{base}/infer", [("infer", args.mode)], args,
+                [r] = measure(label, proc.pid, f"{base}{path}", [(kind, args.mode)], args,
                               f"{base}/metrics", redis_url=env.get("FALCON_REDIS_URL"))  # fmt: skip
                 metrics = httpx.get(f"{base}/metrics", timeout=5).text
                 lost = metric_total(metrics, "falcon_request_log_rows_lost_total")
             finally:
                 stop(proc)
-            runs[name].append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+            runs.setdefault(label, []).append({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
                                "cpu_us": r.cpu_us_per_request,
                                "loop_cpu_us": r.loop_cpu_us_per_request, "non_2xx": r.non_2xx,
                                "rows_lost": lost, "mean_batch": r.mean_batch or 0.0,
@@ -135,7 +145,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, float]]]) ->
     if args.json:
         print(json.dumps({"runs": runs, "medians": summary}, indent=2))
         return
-    print(f"\n/infer {args.mode}, {args.rounds} rounds, medians:", file=sys.stdout)
+    print(f"\n{args.kinds} {args.mode}, {args.rounds} rounds, medians:", file=sys.stdout)
     for name, m in summary.items():
         p99s = ", ".join(f"{run['p99_ms']:.1f}" for run in runs[name])
         print(f"{name:<12} {m['rps']:>8.0f} req/s  p99 {m['p99_ms']:5.1f} ms ({p99s})  "

@@ -204,6 +204,56 @@ def test_v2_render_json_and_selected_outputs() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [["good"], ["caf\u00e9 \U0001f600 \"q\""], [" "], [""], ["a" * 11], ["a" * 10], ["\u2028"],
+     [1], [None], ["a", "b"]],
+)  # fmt: skip
+def test_v2_one_text_shortcut_agrees_with_the_full_parser(texts: list[object]) -> None:
+    """A one-text body takes a short path; with a (zero-byte) binary section the same body
+    goes through the pydantic models: same texts, or the same error and message."""
+    raw = orjson.dumps(
+        {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    )
+    outcomes = []
+    for header_length in (None, str(len(raw))):
+        try:
+            req = parse_v2_infer(raw, header_length, max_chars=10, max_items=4, model_name="m")
+            outcomes.append((req.texts, req.id, req.outputs, req.binary))
+        except errors.FalconError as exc:
+            outcomes.append((type(exc), str(exc)))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("request_id", [None, "id-1", 'q"uo\\te \u00e9\u2028 \x01'])
+@pytest.mark.parametrize(
+    ("name", "version"), [("sentiment", "sentiment-6995960c"), ('m"1\u00e9', "v\\2")]
+)
+def test_v2_render_both_outputs_is_the_json_of_the_response_dict(
+    request_id: str | None, name: str, version: str
+) -> None:
+    """The common response (both outputs, JSON) is byte for byte orjson's encoding of the
+    response as a dict, for odd ids and names too: v2's answer bytes, pinned."""
+    labels = ("negative", "neutral", "positive")
+    rows = [[0.1, 0.2, 0.7], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.49999999999999994, 5e-324]]
+    for n in (1, 3):
+        req = V2Request(["t"] * n, request_id, ("label", "probabilities"), frozenset())
+        body, header_len = render_v2_response(
+            model_name=name, model_version=version, request=req, labels=labels, rows=rows[:n]
+        )
+        expected: dict[str, object] = {"model_name": name, "model_version": version}
+        if request_id is not None:
+            expected["id"] = request_id
+        expected["outputs"] = [
+            {"name": "label", "datatype": "BYTES", "shape": [n],
+             "data": [labels[r.index(max(r))] for r in rows[:n]]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [n, 3],
+             "data": [p for r in rows[:n] for p in r]},
+        ]  # fmt: skip
+        assert header_len is None
+        assert body == orjson.dumps(expected)
+
+
 async def test_body_reader_answers_408_when_the_body_stalls() -> None:
     """A client that stops mid-body gets a 408, not a task held forever."""
 
