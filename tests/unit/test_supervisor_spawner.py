@@ -167,7 +167,7 @@ def test_a_failed_start_raises_and_leaks_no_descriptor(
     before = _fds()
     with pytest.raises(OSError, match="falcon-python"):
         spawner.spawn("r1", "w1", tmp_path / "w1.sock")
-    assert _fds() == before
+    assert _fds() - before == set()  # nothing left open (others may close theirs meanwhile)
 
 
 async def test_a_zygote_that_cannot_start_is_retried_after_the_delay_not_every_tick(
@@ -182,7 +182,7 @@ async def test_a_zygote_that_cannot_start_is_retried_after_the_delay_not_every_t
     before = _fds()
     spawner.maintain_standby("r1", allowed=True)
     assert spawner.standbys == {}
-    assert _fds() == before
+    assert _fds() - before == set()  # nothing left open (others may close theirs meanwhile)
     python.write_text("#!/bin/sh\nexit 0\n")  # the cause is fixed: a "zygote" that exits
     python.chmod(0o755)
     clock.advance(STANDBY_RETRY_S - 0.1)
