@@ -180,10 +180,11 @@ def main() -> None:
     from falcon_platform.config.settings import Settings
     from falcon_platform.model.registry import ensure_model
 
-    home = Path(tempfile.mkdtemp(prefix="falcon-v2cost-"))
-    os.environ["FALCON_HOME"] = str(home)
-    os.environ.setdefault("FALCON_MODEL_PATH", str(ensure_model(Settings(home=home))))
-    uvloop.run(main_async(args))
+    with tempfile.TemporaryDirectory(prefix="falcon-v2cost-") as tmp:  # removed at the end
+        home = Path(tmp)
+        os.environ["FALCON_HOME"] = str(home)
+        os.environ.setdefault("FALCON_MODEL_PATH", str(ensure_model(Settings(home=home))))
+        uvloop.run(main_async(args))
 
 
 if __name__ == "__main__":
