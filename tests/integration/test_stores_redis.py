@@ -25,18 +25,22 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-async def stores(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Stores]:
-    settings = Settings(
-        home=tmp_path,
-        redis_url=redis_server.url,
+def redis_settings(home: Path, server: RedisServer, *, probe_interval_s: float) -> Settings:
+    return Settings(
+        home=home,
+        redis_url=server.url,
         redis_timeout_ms=50,
         breaker_failure_threshold=3,
         breaker_reset_timeout_s=0.5,
         shutdown_grace_s=5,
-        redis_probe_interval_s=0,  # these tests count round trips; the probe has its own test
+        redis_probe_interval_s=probe_interval_s,
     )
-    built = build_stores(settings)
+
+
+@pytest.fixture
+async def stores(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Stores]:
+    # These tests count round trips: no idle probe (it has its own test).
+    built = build_stores(redis_settings(tmp_path, redis_server, probe_interval_s=0))
     await built.start()
     yield built
     await built.close()
@@ -247,16 +251,7 @@ async def test_an_idle_worker_learns_that_redis_died_and_came_back_without_a_req
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     """`falcon status` used to say "redis ok" until a user's request tripped the breaker."""
-    settings = Settings(
-        home=tmp_path,
-        redis_url=redis_server.url,
-        redis_timeout_ms=50,
-        breaker_failure_threshold=3,
-        breaker_reset_timeout_s=0.5,
-        shutdown_grace_s=5,
-        redis_probe_interval_s=0.1,
-    )
-    stores = build_stores(settings)
+    stores = build_stores(redis_settings(tmp_path, redis_server, probe_interval_s=0.1))
     await stores.start()
     try:
         pipeline = stores.redis_pipeline
