@@ -629,15 +629,9 @@ class Rollouts:
             "canary_peak_memory_mb": rollout.canary_peak_memory_mb,
             "memory_limit_mb": rollout.memory_limit_mb,
         }
-        # The 0s exported when the rollout started must reach the SLI store before the 1, or
-        # increase() sees nothing (an abort by hand a second after the deploy). Prometheus,
-        # scraping less often, can still miss an abort that quick: docs/RUNBOOK.md says so.
-        exported_at = rollout.started_at + 2 * self.sup.settings.sli_scrape_interval_s
-        if (wait := exported_at - self.sup.clock.now()) > 0:
-            await asyncio.sleep(wait)
-        # The counter and the event together: alert FalconCanaryAborted fires from the one,
-        # the incident opens from the other (signals dedupe them).
-        self.sup.metrics.rollouts_aborted.labels(release=rollout.release, reason=cause).inc()
+        # The event in the same step as the phase (no await between them): whoever sees the
+        # rollout aborted finds its event. The incident opens from the event; the alert
+        # FalconCanaryAborted fires from the counter below and attaches to that incident.
         self.journal.record(EventKind.ROLLOUT_ABORTED, release=rollout.release, details=details)
         self.journal.record(
             EventKind.ROLLBACK_FINISHED,
@@ -647,6 +641,13 @@ class Rollouts:
                      "ready_workers": self.sup.ready_count(rollout.from_release)},
         )  # fmt: skip
         log.error("rollout of %s aborted: %s", rollout.release, reason)
+        # The 0s exported when the rollout started must reach the SLI store before the 1, or
+        # increase() sees nothing (an abort by hand a second after the deploy). Prometheus,
+        # scraping less often, can still miss an abort that quick: docs/RUNBOOK.md says so.
+        exported_at = rollout.started_at + 2 * self.sup.settings.sli_scrape_interval_s
+        if (wait := exported_at - self.sup.clock.now()) > 0:
+            await asyncio.sleep(wait)
+        self.sup.metrics.rollouts_aborted.labels(release=rollout.release, reason=cause).inc()
 
     async def _promote(self, rollout: Rollout, record: ReleaseRecord, reason: str) -> None:
         rollout.move(Phase.PROMOTING)
