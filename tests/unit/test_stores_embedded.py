@@ -138,13 +138,13 @@ def test_ensure_schema_migrates_a_new_sqlite_once_then_only_reads_the_revision(
     head and runs no migration (N workers used to run N upgrades at once)."""
     settings = Settings(home=tmp_path)
     upgrades: list[str | None] = []
-    real_upgrade = database.upgrade
+    real_upgrade = database.upgrade_local
 
-    def counting_upgrade(s: Settings, url: str | None = None) -> database.SchemaState:
+    def counting_upgrade(s: Settings, url: str) -> None:
         upgrades.append(url)
-        return real_upgrade(s, url)
+        real_upgrade(s, url)
 
-    monkeypatch.setattr(database, "upgrade", counting_upgrade)
+    monkeypatch.setattr(database, "upgrade_local", counting_upgrade)
     database.ensure_schema(settings)  # the supervisor, first
     assert upgrades == [database.local_sqlite_url(settings)]
     assert database.schema_state(settings).up_to_date

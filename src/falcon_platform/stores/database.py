@@ -6,28 +6,39 @@
     upgrade(settings)                     # what `falcon db upgrade` runs
     schema_revision(settings)             # what `falcon db current` prints
 
-Migrations live in ``stores/migrations`` (packaged); Alembic is configured here, in code.
+Migrations live in ``stores/migrations`` (packaged); Alembic is configured here, in code, and
+imported only where migrations run: a serving worker reads the schema's revision with one
+``SELECT`` against :data:`HEAD_REVISION`, and a lone worker that must upgrade its own SQLite
+does it in a child process (``stores/migrate.py``). Alembic with Mako and Pygments is ~11 MB
+a process keeps for its whole life once imported (docs/CAPACITY_PLAN.md, issue 17 phase 4).
 """
 
 from __future__ import annotations
 
 import fcntl
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import DependencyError, SchemaBehindError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_COMMAND = "falcon db upgrade"
+#: The newest revision in ``stores/migrations`` (a test checks it against Alembic's own head):
+#: a worker compares the database with it without importing Alembic.
+HEAD_REVISION = "0005"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
+MIGRATE_TIMEOUT_S = 120.0  # a child migrating the local SQLite (it may wait on another's lock)
 
 
 def local_sqlite_url(settings: Settings) -> str:
@@ -71,12 +82,7 @@ def make_engine(
     url = url or database_url(settings)
     timeout_s = settings.database_timeout_s
     if url.startswith("sqlite"):
-        path = make_url(url).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": timeout_s}, pool_size=pool_size or 2)
-        event.listen(engine, "connect", _sqlite_pragmas(timeout_s))
-        return engine
+        return sqlite_engine(url, timeout_s, pool_size=pool_size or 2)
     timeout_ms = int(timeout_s * 1000)
     return create_engine(
         url,
@@ -93,6 +99,16 @@ def make_engine(
     )
 
 
+def sqlite_engine(url: str, timeout_s: float, *, pool_size: int) -> Engine:
+    """SQLite: WAL, ``synchronous=NORMAL``, busy timeout (the directory is created)."""
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": timeout_s}, pool_size=pool_size)
+    event.listen(engine, "connect", _sqlite_pragmas(timeout_s))
+    return engine
+
+
 def _sqlite_pragmas(timeout_s: float) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -106,15 +122,29 @@ def _sqlite_pragmas(timeout_s: float) -> Any:
 
 def alembic_config() -> Config:
     """Alembic configured in code: no alembic.ini at run time."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
 
 
 def head_revision() -> str:
+    """The newest migration, as Alembic reads ``stores/migrations`` (imports Alembic)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "stores/migrations has no revisions"
     return head
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's revision, read as Alembic's ``MigrationContext`` reads it (None: no
+    version table, or not exactly one row, which an upgrade then sorts out or refuses)."""
+    if not conn.dialect.has_table(conn, VERSION_TABLE):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()  # noqa: S608
+    return str(rows[0]) if len(rows) == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +172,7 @@ def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
     engine = make_engine(settings, url, pool_size=1)
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = current_revision(conn)
     except SQLAlchemyError as exc:
         source = settings.sources.get("database_url", "default")
         raise DependencyError(
@@ -152,7 +182,7 @@ def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
         ) from exc
     finally:
         engine.dispose()
-    return SchemaState(redacted(url), current, head_revision())
+    return SchemaState(redacted(url), current, HEAD_REVISION)
 
 
 def root_cause(exc: BaseException) -> str:
@@ -170,23 +200,54 @@ def upgrade(settings: Settings, url: str | None = None) -> SchemaState:
     Serialised by a lock file under ``data_dir`` so workers starting together on one
     machine do not race on the embedded SQLite.
     """
+    url = url or database_url(settings)
+    migrate(make_engine(settings, url, pool_size=1), url, settings.data_dir)
+    return schema_state(settings, url)
+
+
+def migrate(engine: Engine, url: str, data_dir: Path) -> None:
+    """Upgrade the database behind ``engine`` to head, under the lock file in ``data_dir``;
+    the engine is disposed of."""
     from alembic import command  # only where migrations run: a worker reads the revision
 
-    url = url or database_url(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings, url, pool_size=1)
+    data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with (settings.data_dir / ".migrate.lock").open("w") as lock:
+        with (data_dir / ".migrate.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with engine.begin() as conn:
                 cfg = alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
-        raise DependencyError(f"cannot migrate the database at {redacted(url)}: {exc}") from exc
+        raise DependencyError(
+            f"cannot migrate the database at {redacted(url)}: {root_cause(exc)}"
+        ) from exc
     finally:
         engine.dispose()
-    return schema_state(settings, url)
+
+
+def upgrade_local(settings: Settings, url: str) -> None:
+    """Upgrade this machine's SQLite at ``url``: in a child process (``stores/migrate.py``)
+    unless this process has Alembic loaded already, so a serving worker that migrates its own
+    file (a pod, plain uvicorn) does not keep Alembic, Mako and Pygments (~11 MB) for its
+    whole life. ``DependencyError`` with the child's own message if it fails."""
+    if "alembic" in sys.modules:
+        migrate(make_engine(settings, url, pool_size=1), url, settings.data_dir)
+        return
+    cmd = [sys.executable, "-m", "falcon_platform.stores.migrate", url, str(settings.data_dir),
+           repr(settings.database_timeout_s)]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=MIGRATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise DependencyError(
+            f"migrating {redacted(url)} took over {MIGRATE_TIMEOUT_S:g} s (a lock held by "
+            f"another process under {settings.data_dir}?); run `{UPGRADE_COMMAND}` by hand"
+        ) from exc
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise DependencyError(
+            lines[-1] if lines else f"migrating {redacted(url)} failed ({done.returncode})"
+        )
 
 
 def ensure_schema(settings: Settings) -> None:
@@ -201,7 +262,7 @@ def ensure_schema(settings: Settings) -> None:
     """
     local = local_sqlite_url(settings)
     if not schema_state(settings, local).up_to_date:
-        upgrade(settings, local)
+        upgrade_local(settings, local)
     if is_embedded(settings):
         return
     state = schema_state(settings)
