@@ -9,6 +9,7 @@ modifiers and joiners, 10,000 characters), and random Unicode from hypothesis.
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,14 @@ from hypothesis import strategies as st
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32 as sklearn_murmurhash3_32
 
-from falcon_platform.model.hashing import HashSpec, hash_features, murmurhash3_32
+from falcon_platform.model.hashing import (
+    DEFAULT_TOKEN_PATTERN,
+    HashSpec,
+    _column,
+    _findall,
+    hash_features,
+    murmurhash3_32,
+)
 from falcon_platform.model.training import default_corpus_path, load_corpus
 
 HOSTILE = [
@@ -96,6 +104,44 @@ def test_murmurhash_equals_scikit_learns_for_every_length_and_seed() -> None:
         ours = murmurhash3_32(b"".join(keys), starts, lengths, seed=seed).view(np.int32)
         theirs = [sklearn_murmurhash3_32(k, seed=seed) for k in keys]
         assert ours.tolist() == theirs
+
+
+def test_murmurhash_of_keys_in_any_order_and_overlapping() -> None:
+    """Keys are hashed grouped by block count internally; answers come back in key order,
+    also for keys that overlap in the buffer or repeat."""
+    rng = random.Random(5)
+    data = bytes(rng.randrange(256) for _ in range(3000))
+    lengths = np.array([rng.randrange(0, 40) for _ in range(2000)], dtype=np.int64)
+    starts = np.array([rng.randrange(0, 3000 - int(n) + 1) for n in lengths], dtype=np.int64)
+    ours = murmurhash3_32(data, starts, lengths, seed=7).view(np.int32)
+    theirs = [
+        sklearn_murmurhash3_32(data[s : s + n], seed=7)
+        for s, n in zip(starts, lengths, strict=True)
+    ]
+    assert ours.tolist() == theirs
+
+
+def test_the_column_of_every_hash_is_scikit_learns_also_for_int32_min() -> None:
+    """abs(h) % n, where abs(-2**31) overflows int32: scikit-learn's value for it is
+    (2**31 - 1 - (n - 1)) % n; powers of two take a bit-mask path, other widths another."""
+    hashes = np.array([-(2**31), 2**31 - 1, -5, -1, 0, 1, 7, 123456789], dtype=np.int32)
+    for n in (1, 2, 101, 997, 2**10, 2**16, 2**20, 2**31 - 1):
+        expected = [(2**31 - 1 - (n - 1)) % n if h == -(2**31) else abs(int(h)) % n
+                    for h in hashes]  # fmt: skip
+        assert _column(hashes, n).tolist() == expected, n
+        assert _column(hashes, np.full(hashes.size, n, dtype=np.int64)).tolist() == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=80))
+def test_the_faster_equivalent_of_the_default_token_pattern_finds_the_same_tokens(
+    text: str,
+) -> None:
+    """The default pattern runs as \\w{2,}: the same tokens on any text."""
+    for t in (text, text.lower(), *HOSTILE):
+        assert _findall(DEFAULT_TOKEN_PATTERN)(t) == re.findall(DEFAULT_TOKEN_PATTERN, t)
+    other = r"(?u)\b\w+\b"  # any other pattern runs as given
+    assert _findall(other)(text) == re.findall(other, text)
 
 
 def test_murmurhash_of_nothing_is_empty() -> None:
