@@ -348,5 +348,8 @@ def _sum_duplicates(
     else:
         unique, inverse = np.unique(key, return_inverse=True)
         summed = np.bincount(inverse, weights=values, minlength=unique.size).astype(np.float64)
+    if width & (width - 1) == 0:  # a power of two: a shift and a mask (no int64 division)
+        shift = width.bit_length() - 1
+        return unique >> shift, unique & (width - 1), summed
     rows, cols = np.divmod(unique, width)
     return rows, cols, summed

@@ -116,13 +116,17 @@ class LeanPipeline:
 
     params: LeanParams
     idf: npt.NDArray[np.float32] | None  # (n_features,) or None without use_idf
-    coef_t: Floats  # (n_features, n_classes), C-contiguous: one gather per batch
+    coef: Floats  # (n_classes, n_features), C-contiguous: one take along axis 1 per batch
     intercept: Floats  # (n_classes,)
     beta: float
     width: int = field(init=False)
+    _signed: bool = field(init=False)  # a hasher with alternate_sign: counts can be <= 0
+    _class_range: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         self.width = sum(h.n_features for h in self.params.hashers)
+        self._signed = any(h.alternate_sign for h in self.params.hashers)
+        self._class_range = np.arange(self.intercept.size, dtype=np.int64)
 
     @classmethod
     def from_arrays(cls, params: LeanParams, arrays: dict[str, Any]) -> LeanPipeline:
@@ -145,7 +149,7 @@ class LeanPipeline:
         return cls(
             params=params,
             idf=idf if params.use_idf else None,
-            coef_t=np.ascontiguousarray(coef.T),
+            coef=np.ascontiguousarray(coef),
             intercept=intercept,
             beta=float(arrays["beta"]),
         )
@@ -156,16 +160,27 @@ class LeanPipeline:
         rows, cols, counts = hash_features(texts, self.params.hashers)
         data = counts.astype(np.float32)
         if self.params.sublinear_tf:
-            with np.errstate(divide="ignore", invalid="ignore"):  # as scikit-learn's, silently
+            if self._signed:  # counts can be <= 0: log warns, silently in scikit-learn
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    np.log(data, out=data)
+            else:
                 np.log(data, out=data)
             data += np.float32(1.0)
         if self.idf is not None:
             data *= self.idf[cols]
         data = self._normalise(data, rows, n)
-        weighted = data.astype(np.float64)[:, None] * self.coef_t[cols]
-        scores = np.empty((n, self.intercept.size), dtype=np.float64)
-        for k in range(self.intercept.size):
-            scores[:, k] = np.bincount(rows, weights=weighted[:, k], minlength=n)
+        # scores[i, k] = sum over row i's features, in column order, of value * coef[k, col]
+        # (float64, summed sequentially from 0 as SciPy's CSR product): one bincount over
+        # every (class, row) bin instead of one per class, on (classes, nnz) arrays (NumPy's
+        # inner loops run along nnz, not along the 3 classes)
+        classes = self.intercept.size
+        weighted = self.coef.take(cols, axis=1)
+        weighted *= data.astype(np.float64)
+        bins = rows + self._class_range[:, None] * n
+        summed = np.bincount(bins.ravel(), weights=weighted.ravel(), minlength=classes * n)
+        # C order, as scikit-learn's (n, classes) scores: the calibration's row sums depend
+        # on it; float64 also when the batch has no feature at all (bincount's int64 zeros)
+        scores = np.ascontiguousarray(summed.reshape(classes, n).T, dtype=np.float64)
         scores += self.intercept
         return self._calibrate(scores)
 
@@ -179,20 +194,27 @@ class LeanPipeline:
         if norm == "l2":
             sums = np.sqrt(sums)
         sums[sums == 0.0] = 1.0  # scikit-learn leaves all-zero rows alone
-        return (data.astype(np.float64) / sums[rows]).astype(np.float32)
+        divided = data.astype(np.float64)
+        divided /= sums[rows]
+        return divided.astype(np.float32)
 
     def _calibrate(self, scores: Floats) -> Floats:
         # scikit-learn's _convert_to_logits: if every score of the batch lies in [0, 1] and
-        # every row sums to ~1, the batch is taken as probabilities
-        looks_like_proba = bool(np.all((scores >= 0) & (scores <= 1))) and bool(
-            np.all(np.isclose(np.sum(scores, axis=1), 1.0))
+        # every row sums to ~1, the batch is taken as probabilities (min/max: NaN fails both,
+        # as it fails np.all of the comparisons)
+        looks_like_proba = scores.size == 0 or (
+            bool(scores.min() >= 0)
+            and bool(scores.max() <= 1)
+            and bool(np.all(np.isclose(np.sum(scores, axis=1), 1.0)))
         )
         logits = np.log(scores + 1e-12) if looks_like_proba else scores
         x = self.beta * logits
-        x -= np.reshape(np.max(x, axis=1), (-1, 1))
+        x -= x.max(axis=1, keepdims=True)
         np.exp(x, out=x)
-        x /= np.reshape(np.sum(x, axis=1), (-1, 1))
-        x[(x > 1.0) & (x <= 1.0 + 1e-5)] = 1.0  # CalibratedClassifierCV's last step
+        x /= x.sum(axis=1, keepdims=True)
+        above = x > 1.0
+        if above.any():  # CalibratedClassifierCV's last step
+            x[above & (x <= 1.0 + 1e-5)] = 1.0
         return x
 
 
@@ -226,7 +248,9 @@ class LeanModel:
         """Shape ``(len(texts), len(labels))``, float64, each row summing to 1."""
         if len(texts) == 0:
             return np.empty((0, len(self.labels)), dtype=np.float64)
-        proba = self.pipeline.predict_proba(texts)[:, self.columns]
+        proba = self.pipeline.predict_proba(texts)
+        if self.columns != tuple(range(len(self.columns))):
+            proba = proba[:, self.columns]
         # float32 features leave rows ~1e-7 off 1; callers and clients expect an exact sum
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
