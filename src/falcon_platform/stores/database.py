@@ -71,18 +71,23 @@ def is_embedded(settings: Settings) -> bool:
 
 
 def make_engine(
-    settings: Settings, url: str | None = None, *, pool_size: int | None = None
+    settings: Settings,
+    url: str | None = None,
+    *,
+    pool_size: int | None = None,
+    sqlite_cache_kib: int | None = None,
 ) -> Engine:
     """An engine with every wait bounded by ``database_timeout_s``.
 
     PostgreSQL: pool of ``database_pool_size`` (no overflow), connect timeout, and
     ``statement_timeout``/``lock_timeout`` so a locked table fails a ship fast instead of
-    hanging the shipper. SQLite: WAL, ``synchronous=NORMAL``, busy timeout.
+    hanging the shipper. SQLite: WAL, ``synchronous=NORMAL``, busy timeout, and a page cache
+    of ``sqlite_cache_kib`` per connection (None: SQLite's default, 2 MiB).
     """
     url = url or database_url(settings)
     timeout_s = settings.database_timeout_s
     if url.startswith("sqlite"):
-        return sqlite_engine(url, timeout_s, pool_size=pool_size or 2)
+        return sqlite_engine(url, timeout_s, pool_size=pool_size or 2, cache_kib=sqlite_cache_kib)
     timeout_ms = int(timeout_s * 1000)
     return create_engine(
         url,
@@ -99,22 +104,26 @@ def make_engine(
     )
 
 
-def sqlite_engine(url: str, timeout_s: float, *, pool_size: int) -> Engine:
+def sqlite_engine(
+    url: str, timeout_s: float, *, pool_size: int, cache_kib: int | None = None
+) -> Engine:
     """SQLite: WAL, ``synchronous=NORMAL``, busy timeout (the directory is created)."""
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": timeout_s}, pool_size=pool_size)
-    event.listen(engine, "connect", _sqlite_pragmas(timeout_s))
+    event.listen(engine, "connect", _sqlite_pragmas(timeout_s, cache_kib))
     return engine
 
 
-def _sqlite_pragmas(timeout_s: float) -> Any:
+def _sqlite_pragmas(timeout_s: float, cache_kib: int | None = None) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of us
         cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        if cache_kib is not None:
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
         cursor.close()
 
     return on_connect
