@@ -121,6 +121,17 @@ def test_murmurhash_of_keys_in_any_order_and_overlapping() -> None:
     assert ours.tolist() == theirs
 
 
+def test_murmurhash_of_keys_of_every_block_count_width() -> None:
+    """Block counts are sorted as uint8 below 256, uint16 below 65,536, int64 above."""
+    rng = random.Random(6)
+    for longest in (1_000, 40_001, 2**18 + 7):  # 250, 10,000 and 65,537 blocks
+        data = rng.randbytes(longest)
+        lengths = np.array([0, 3, 4, longest, longest - 1, 17], dtype=np.int64)
+        starts = np.zeros(lengths.size, dtype=np.int64)
+        ours = murmurhash3_32(data, starts, lengths).view(np.int32).tolist()
+        assert ours == [sklearn_murmurhash3_32(data[:n]) for n in lengths.tolist()]
+
+
 def test_the_column_of_every_hash_is_scikit_learns_also_for_int32_min() -> None:
     """abs(h) % n, where abs(-2**31) overflows int32: scikit-learn's value for it is
     (2**31 - 1 - (n - 1)) % n; powers of two take a bit-mask path, other widths another."""

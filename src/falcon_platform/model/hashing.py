@@ -88,7 +88,14 @@ def _murmurhash3_32_sorted(
     per-block gather, scatter or filtering (~7 NumPy calls a block instead of ~19).
     """
     nblocks = lengths >> 2
-    order: Int64s = np.argsort(nblocks)
+    max_blocks = int(nblocks.max()) if nblocks.size else 0
+    # a stable sort of small integers is NumPy's radix sort, one pass over uint8: ~15x fewer
+    # instructions than the default quicksort, which does poorly on a few distinct values
+    if max_blocks < 2**8:
+        nblocks = nblocks.astype(np.uint8)
+    elif max_blocks < 2**16:
+        nblocks = nblocks.astype(np.uint16)
+    order: Int64s = np.argsort(nblocks, kind="stable")
     starts, lengths, nblocks = starts[order], lengths[order], nblocks[order]
     # every byte position read as a little-endian uint32 (zero padding at the end): an
     # overlapping strided view of the bytes, copied once to aligned memory
@@ -102,7 +109,6 @@ def _murmurhash3_32_sorted(
         k = _rotl(k, 15)
         k *= _C2
         at = starts.copy()  # the next block of each key
-        max_blocks = int(nblocks[-1]) if nblocks.size else 0
         firsts = np.searchsorted(nblocks, np.arange(1, max_blocks + 1), side="left").tolist()
         for first in firsts:  # the keys with at least j + 1 blocks are h[first:]
             hv, av = h[first:], at[first:]
