@@ -3,6 +3,7 @@
     .venv/bin/python bench/model_speed.py                 # trains into a temp dir first
     .venv/bin/python bench/model_speed.py --path DIR      # an existing model directory
     taskset -c 0 .venv/bin/python bench/model_speed.py    # pinned to one core, as the server
+    .venv/bin/python bench/model_speed.py --before /tmp/base/src   # another checkout's lean model
 
 Times ``predict_proba`` of the same model served two ways, calls interleaved so that noise
 from other processes hits both alike: the lean export (NumPy only, what a worker serves) and
@@ -11,12 +12,20 @@ text and for batches of 8 and 64 (the serving path's maximum batch). A word-only
 ``TfidfVectorizer`` + ``LogisticRegression`` fitted on the corpus is timed in the same run as
 a reference. Memory is measured in fresh processes: RSS after importing what each way needs,
 loading the model and scoring 64 texts.
+
+``--before SRC``: instead, the lean model of another checkout (``SRC/falcon_platform/model``'s
+``lean.py`` and ``hashing.py``, loaded under other names, on this model's arrays) against this
+checkout's, alternating in one process, ``--rounds`` rounds over the same batches of ``--batch``
+texts (``bench/wrk_infer.lua``'s unique texts, then the training corpus'), after checking that
+both give the same probabilities bit for bit; CPU time (``thread_time``) per text.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
+import os
 import random
 import statistics
 import subprocess
@@ -24,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # Run in a fresh interpreter: import, load, score, then print RSS (MiB) and the module count.
 MEMORY_PROBE = """
@@ -68,10 +78,63 @@ def _reference_model(texts: list[str]) -> object:
     )
 
 
+def _load_module(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _thread_us_per_text(predict: Any, batches: list[list[str]]) -> float:
+    start = time.thread_time()
+    for batch in batches:
+        predict(batch)
+    return (time.thread_time() - start) / sum(map(len, batches)) * 1e6
+
+
+def compare(lean: Any, before_src: Path, texts: list[str], batch: int, rounds: int) -> None:
+    """Another checkout's lean model against this one's, alternating (see the docstring)."""
+    import numpy as np
+    from v2_cost import text  # the sibling script: wrk_infer.lua's texts
+
+    model_dir = before_src / "falcon_platform" / "model"
+    hashing = _load_module("falcon_before_hashing", model_dir / "hashing.py")
+    lean_module = _load_module("falcon_before_lean", model_dir / "lean.py")
+    lean_module.hash_features = hashing.hash_features  # its own hashing, not this checkout's
+    mine = lean.pipeline
+    coef = getattr(mine, "coef", None)
+    arrays = {"idf": mine.idf, "coef": coef if coef is not None else mine.coef_t.T,
+              "intercept": mine.intercept, "beta": np.array(mine.beta)}  # fmt: skip
+    pipeline = lean_module.LeanPipeline.from_arrays(mine.params, arrays)
+    before = lean_module.LeanModel(lean.name, lean.version, lean.sha256, lean.labels,
+                                   lean.metadata, pipeline, lean.columns)  # fmt: skip
+    wrk = [text(i, i % 64, "model") for i in range(batch * 200)]
+    for name, pool in (("wrk_infer.lua's", wrk), ("the corpus'", texts)):
+        batches = [pool[i : i + batch] for i in range(0, len(pool) - batch + 1, batch)][:200]
+        for chunk in batches:
+            if not np.array_equal(before.predict_proba(chunk), lean.predict_proba(chunk)):
+                raise SystemExit(f"the two lean models disagree on {chunk!r}")
+        runs: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(rounds):
+            runs["before"].append(_thread_us_per_text(before.predict_proba, batches))
+            runs["after"].append(_thread_us_per_text(lean.predict_proba, batches))
+        print(f"{name} texts, batches of {batch}, CPU µs per text, {rounds} alternations:")
+        for side, values in runs.items():
+            listed = " / ".join(f"{v:.2f}" for v in values)
+            print(f"  {side:6s} median {statistics.median(values):6.2f}  ({listed})")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", type=Path, help="model directory (default: train one)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--before", type=Path, help="another checkout's src: A/B the lean model")
+    parser.add_argument("--batch", type=int, default=32, help="with --before: texts per call")
+    parser.add_argument("--rounds", type=int, default=7, help="with --before: alternations")
     args = parser.parse_args()
 
     from falcon_platform.model.registry import load_model, train_and_save
@@ -90,6 +153,9 @@ def main() -> None:
             raise SystemExit(f"{path} has no lean export: retrain it with this Falcon")
         with default_corpus_path().open(newline="", encoding="utf-8") as handle:
             texts = [row["text"] for row in csv.DictReader(handle)]
+        if args.before is not None:
+            compare(lean, args.before, texts, args.batch, args.rounds)
+            return
         reference = _reference_model(texts)
         timed = {b: _per_text_us([lean, plain, reference], texts, b, args.seconds)
                  for b in (1, 8, 64)}  # fmt: skip
