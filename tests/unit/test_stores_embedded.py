@@ -14,13 +14,14 @@ from falcon_platform.stores import database
 from falcon_platform.stores.base import StoredResponse
 from falcon_platform.stores.factory import build_stores
 from falcon_platform.stores.schema import request_log
+from falcon_platform.stores.sqlite_db import SQLiteDB
 from falcon_platform.stores.sqlite_idempotency import SQLiteIdempotencyStore
 from falcon_platform.testing.stores import fake_stores, sample_record
 
 
 def idem_store(settings: Settings, now: list[float]) -> SQLiteIdempotencyStore:
-    engine = database.make_engine(settings, database.local_sqlite_url(settings))
-    return SQLiteIdempotencyStore(engine, ttl_s=10, now=lambda: now[0])
+    db = SQLiteDB(database.local_sqlite_path(settings), timeout_s=1.0)
+    return SQLiteIdempotencyStore(db, ttl_s=10, now=lambda: now[0])
 
 
 def response(tag: str, at: float = 0.0) -> StoredResponse:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
@@ -36,8 +38,12 @@ from falcon_platform.stores.shipper import (
     split_segment,
     value_chunks,
 )
+from falcon_platform.stores.sqlite_db import SQLiteDB
 from falcon_platform.testing.stores import sample_record as record
 from falcon_platform.testing.stores import varied_records
+
+if TYPE_CHECKING:
+    from falcon_platform.stores.shipper import Database
 
 
 @pytest.fixture
@@ -45,6 +51,31 @@ def engine(tmp_path: Path) -> Engine:
     settings = Settings(home=tmp_path)
     database.upgrade(settings)
     return database.make_engine(settings)
+
+
+@pytest.fixture(params=["sqlalchemy", "sqlite3"])
+def target(request: pytest.FixtureRequest, engine: Engine, tmp_path: Path) -> Iterator[Database]:
+    """Where the rows are shipped: the engine (PostgreSQL's way, the supervisor's before), or
+    the same file through sqlite3 (a serving worker's, without SQLAlchemy); ``engine`` reads."""
+    if request.param == "sqlalchemy":
+        yield engine
+        return
+    db = SQLiteDB(database.local_sqlite_path(Settings(home=tmp_path)), timeout_s=5.0)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(params=["sqlalchemy", "sqlite3"])
+def broken_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database without the table: every insert fails like an unreachable server would."""
+    path = tmp_path / "empty.db"
+    db: Database
+    if request.param == "sqlalchemy":
+        db = database.make_engine(Settings(home=tmp_path), f"sqlite:///{path}")
+    else:
+        db = SQLiteDB(path, timeout_s=5.0)
+    yield db
+    db.dispose()
 
 
 def count(engine: Engine) -> int:
@@ -77,22 +108,24 @@ def test_ships_every_segment_in_order_and_deletes_them(tmp_path: Path, engine: E
 
 
 def test_shipping_the_same_segment_twice_never_duplicates_rows(
-    tmp_path: Path, engine: Engine
+    tmp_path: Path, engine: Engine, target: Database
 ) -> None:
     spool_dir = tmp_path / "spool"
     spool(spool_dir, 10)
     [segment] = closed_segments(spool_dir)
     copy = segment.read_bytes()
-    ship_segment(engine, segment, batch=100)
+    ship_segment(target, segment, batch=100)
     segment.write_bytes(copy)  # a crash between commit and delete: the file comes back
-    ship_segment(engine, segment, batch=100)
+    ship_segment(target, segment, batch=100)
     assert count(engine) == 10
 
 
-def test_torn_last_line_ships_the_complete_rows(tmp_path: Path, engine: Engine) -> None:
+def test_torn_last_line_ships_the_complete_rows(
+    tmp_path: Path, engine: Engine, target: Database
+) -> None:
     segment = tmp_path / "00000000000000000001-1-000001.seg"
     segment.write_bytes(encode_record(record(1)) + encode_record(record(2))[:30])
-    result = ship_segment(engine, segment, batch=100)
+    result = ship_segment(target, segment, batch=100)
     assert result is not None
     assert result.torn_tail
     assert count(engine) == 1
@@ -100,12 +133,11 @@ def test_torn_last_line_ships_the_complete_rows(tmp_path: Path, engine: Engine) 
 
 
 def test_failing_database_keeps_segments_counts_spill_and_opens_the_breaker(
-    tmp_path: Path, engine: Engine
+    tmp_path: Path, engine: Engine, target: Database, broken_target: Database
 ) -> None:
     spool_dir = tmp_path / "spool"
     account = spool(spool_dir, 20)
-    # A database without the table: every insert fails like an unreachable server would.
-    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
+    broken = broken_target
     breaker = CircuitBreaker("postgresql", BreakerPolicy(failure_threshold=2, reset_timeout_s=60))
     for _ in range(3):
         assert not ship_directory(broken, spool_dir, account, breaker, batch=100,
@@ -115,7 +147,7 @@ def test_failing_database_keeps_segments_counts_spill_and_opens_the_breaker(
     assert account.rows_pending == 20
     assert account.rows_spilled == 20, "every waiting segment counts as spilled, once"
     # The database comes back: a fresh breaker (as after the reset timeout) ships all, in order.
-    assert ship_directory(engine, spool_dir, account, CircuitBreaker("postgresql"), batch=100,
+    assert ship_directory(target, spool_dir, account, CircuitBreaker("postgresql"), batch=100,
                           deadline=time.monotonic() + 5)  # fmt: skip
     assert count(engine) == 20
     assert account.rows_pending == 0
@@ -137,20 +169,21 @@ def stored(engine: Engine) -> list[tuple[object, ...]]:
 
 def test_the_database_unpacking_the_json_stores_what_the_per_row_path_stores(
     engine: Engine,
+    target: Database,
 ) -> None:
     data = b"".join(encode_record(r) for r in varied_records())
     lines, torn = split_segment(data)
     assert not torn
-    assert ship_bulk(engine, lines, batch=4)  # two arrays, one transaction
+    assert ship_bulk(target, lines, batch=4)  # two arrays, one transaction
     bulk = stored(engine)
     with engine.begin() as conn:
         conn.execute(delete(request_log))
-    parsed = ship_rows(engine, data, batch=4)
+    parsed = ship_rows(target, data, batch=4)
     assert (len(parsed.rows), parsed.corrupt) == (len(varied_records()), 0)
     assert stored(engine) == bulk
     with engine.begin() as conn:
         conn.execute(delete(request_log))
-    assert ship_values(engine, lines)  # SQLite's multi-row VALUES path, as ship_segment uses
+    assert ship_values(target, lines)  # SQLite's multi-row VALUES path, as ship_segment uses
     assert stored(engine) == bulk
     by_id = {row[0]: row for row in bulk}
     names = [c.name for c in request_log.columns]
@@ -178,11 +211,11 @@ def test_the_database_unpacking_the_json_stores_what_the_per_row_path_stores(
     ids=["not-json", "no-request-id", "array", "string", "not-utf8"],
 )
 def test_a_line_the_database_refuses_sends_the_segment_row_by_row_and_counts_it_lost(
-    tmp_path: Path, engine: Engine, bad_line: bytes
+    tmp_path: Path, engine: Engine, target: Database, bad_line: bytes
 ) -> None:
     segment = tmp_path / "00000000000000000001-1-000001.seg"
     segment.write_bytes(encode_record(record(1)) + bad_line + b"\n" + encode_record(record(2)))
-    result = ship_segment(engine, segment, batch=100)
+    result = ship_segment(target, segment, batch=100)
     assert result is not None
     assert (result.rows, result.corrupt, result.torn_tail) == (2, 1, False)
     assert count(engine) == 2
@@ -198,20 +231,20 @@ def test_value_chunks_cover_every_row_with_a_handful_of_statement_sizes(total: i
 
 
 def test_the_values_path_ships_a_segment_of_many_statements_in_one_transaction(
-    tmp_path: Path, engine: Engine
+    tmp_path: Path, engine: Engine, target: Database
 ) -> None:
     lines = [encode_record(record(i)).rstrip() for i in range(237)]
-    assert ship_values(engine, lines)
+    assert ship_values(target, lines)
     assert count(engine) == 237
     # A bad line in the last statement: nothing of the segment is inserted (one transaction).
     with engine.begin() as conn:
         conn.execute(delete(request_log))
-    assert not ship_values(engine, [*lines[:-1], b"{not json"])
+    assert not ship_values(target, [*lines[:-1], b"{not json"])
     assert count(engine) == 0
 
 
 def test_a_row_the_values_path_refuses_still_ships_through_the_json_path(
-    tmp_path: Path, engine: Engine
+    tmp_path: Path, engine: Engine, target: Database
 ) -> None:
     """An older segment without a later column, a nested value: stored as SQLite's json_each
     stores them, nothing counted lost."""
@@ -220,10 +253,10 @@ def test_a_row_the_values_path_refuses_still_ships_through_the_json_path(
              if k != "client_request_id"}  # fmt: skip
     nested = {**orjson.loads(encode_record(record(3))), "error_type": {"a": 1}}
     for row in (older, nested):
-        assert not ship_values(engine, [orjson.dumps(full), orjson.dumps(row)])
+        assert not ship_values(target, [orjson.dumps(full), orjson.dumps(row)])
     segment = tmp_path / "00000000000000000001-1-000001.seg"
     segment.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in (full, older, nested)))
-    result = ship_segment(engine, segment, batch=100)
+    result = ship_segment(target, segment, batch=100)
     assert result is not None
     assert (result.rows, result.corrupt) == (3, 0)
     by_id = {row[0]: row for row in stored(engine)}
@@ -232,11 +265,11 @@ def test_a_row_the_values_path_refuses_still_ships_through_the_json_path(
     assert dict(zip(names, by_id[nested["request_id"]], strict=True))["error_type"] == '{"a":1}'
 
 
-def test_a_missing_table_is_a_database_failure_not_a_refused_row(tmp_path: Path) -> None:
-    broken = database.make_engine(Settings(home=tmp_path), f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(OperationalError, match="no such table"):
+def test_a_missing_table_is_a_database_failure_not_a_refused_row(broken_target: Database) -> None:
+    broken = broken_target
+    with pytest.raises((OperationalError, sqlite3.OperationalError), match="no such table"):
         ship_bulk(broken, [encode_record(record(1)).rstrip()], batch=10)
-    with pytest.raises(OperationalError, match="no such table"):
+    with pytest.raises((OperationalError, sqlite3.OperationalError), match="no such table"):
         ship_values(broken, [encode_record(record(1)).rstrip()])
 
 
@@ -254,10 +287,12 @@ def _until(predicate: Callable[[], bool], within_s: float = 5.0) -> bool:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux behaviour")
-def test_the_shipper_thread_runs_niced_and_only_it(tmp_path: Path, engine: Engine) -> None:
+def test_the_shipper_thread_runs_niced_and_only_it(
+    tmp_path: Path, engine: Engine, target: Database
+) -> None:
     account = SpoolAccount(budget_bytes=1 << 30)
     writer = SegmentWriter(tmp_path / "spool", account)
-    shipper = Shipper(engine, writer, account, CircuitBreaker("sqlite"), batch=100,
+    shipper = Shipper(target, writer, account, CircuitBreaker("sqlite"), batch=100,
                       interval_s=0.02, nice=7)  # fmt: skip
     base = _nice_of(threading.get_native_id())
     shipper.start()
@@ -337,3 +372,17 @@ def test_without_the_privilege_to_raise_it_back_the_shipper_says_so_once(
         shipper.stop(0.5)
     behind = [r for r in caplog.records if "cannot raise its priority back" in r.getMessage()]
     assert len(behind) == 1
+
+
+def test_the_plain_column_list_is_the_schemas_request_log() -> None:
+    """The shipper reads the table's columns from ``stores.columns`` (no SQLAlchemy in a
+    serving worker): the same names, order, types and lengths as ``stores.schema``."""
+    from sqlalchemy import String
+
+    from falcon_platform.stores.columns import REQUEST_LOG_COLUMNS
+
+    schema = [
+        (c.name, c.type.python_type, c.type.length if isinstance(c.type, String) else None)
+        for c in request_log.columns
+    ]
+    assert list(REQUEST_LOG_COLUMNS) == schema

@@ -16,21 +16,20 @@ a process keeps for its whole life once imported (docs/CAPACITY_PLAN.md, issue 1
 from __future__ import annotations
 
 import fcntl
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import DependencyError, SchemaBehindError
+from falcon_platform.stores.sqlite_db import SQLiteDB
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Connection, Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_COMMAND = "falcon db upgrade"
@@ -41,9 +40,13 @@ VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 MIGRATE_TIMEOUT_S = 120.0  # a child migrating the local SQLite (it may wait on another's lock)
 
 
-def local_sqlite_url(settings: Settings) -> str:
+def local_sqlite_path(settings: Settings) -> Path:
     """The machine's embedded database (also the idempotency fallback when Redis is away)."""
-    return f"sqlite:///{(settings.data_dir / 'falcon.db').resolve()}"
+    return (settings.data_dir / "falcon.db").resolve()
+
+
+def local_sqlite_url(settings: Settings) -> str:
+    return f"sqlite:///{local_sqlite_path(settings)}"
 
 
 def database_url(settings: Settings) -> str:
@@ -63,6 +66,10 @@ def normalize_url(url: str) -> str:
 
 def redacted(url: str) -> str:
     """The URL without its password, for logs, status and errors."""
+    if url.startswith("sqlite"):
+        return url  # a file path: no password to hide, and no SQLAlchemy to import for it
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -84,6 +91,8 @@ def make_engine(
     hanging the shipper. SQLite: WAL, ``synchronous=NORMAL``, busy timeout, and a page cache
     of ``sqlite_cache_kib`` per connection (None: SQLite's default, 2 MiB).
     """
+    from sqlalchemy import create_engine
+
     url = url or database_url(settings)
     timeout_s = settings.database_timeout_s
     if url.startswith("sqlite"):
@@ -108,6 +117,9 @@ def sqlite_engine(
     url: str, timeout_s: float, *, pool_size: int, cache_kib: int | None = None
 ) -> Engine:
     """SQLite: WAL, ``synchronous=NORMAL``, busy timeout (the directory is created)."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import make_url
+
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +162,8 @@ def head_revision() -> str:
 def current_revision(conn: Connection) -> str | None:
     """The database's revision, read as Alembic's ``MigrationContext`` reads it (None: no
     version table, or not exactly one row, which an upgrade then sorts out or refuses)."""
+    from sqlalchemy import text
+
     if not conn.dialect.has_table(conn, VERSION_TABLE):
         return None
     rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()  # noqa: S608
@@ -177,6 +191,8 @@ class SchemaState:
 
 def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
     """Read the database's Alembic revision (``DependencyError`` if it cannot be reached)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     url = url or database_url(settings)
     engine = make_engine(settings, url, pool_size=1)
     try:
@@ -192,6 +208,44 @@ def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
     finally:
         engine.dispose()
     return SchemaState(redacted(url), current, HEAD_REVISION)
+
+
+def local_schema_state(settings: Settings) -> SchemaState:
+    """The embedded SQLite's revision, read through sqlite3 (what a serving worker checks at
+    start without importing SQLAlchemy); ``DependencyError`` if the file cannot be read."""
+    path = local_sqlite_path(settings)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=settings.database_timeout_s)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+            ).fetchone()
+            read = f"SELECT version_num FROM {VERSION_TABLE}"  # noqa: S608 (a constant)
+            rows = conn.execute(read).fetchall() if found else []
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise DependencyError(
+            f"cannot read the embedded database {path}: {exc}; check FALCON_HOME's data "
+            "directory (permissions, free space), or move the file aside to start afresh"
+        ) from exc
+    current = str(rows[0][0]) if len(rows) == 1 else None
+    return SchemaState(f"sqlite:///{path}", current, HEAD_REVISION)
+
+
+def shipping_database(
+    settings: Settings, *, pool_size: int | None = None, sqlite_cache_kib: int | None = None
+) -> Engine | SQLiteDB:
+    """Where the request log ships: the embedded SQLite through sqlite3 (``SQLiteDB``: no
+    SQLAlchemy in a serving worker), or an engine for FALCON_DATABASE_URL."""
+    if is_embedded(settings):
+        return SQLiteDB(
+            local_sqlite_path(settings),
+            timeout_s=settings.database_timeout_s,
+            cache_kib=sqlite_cache_kib,
+        )
+    return make_engine(settings, pool_size=pool_size)
 
 
 def root_cause(exc: BaseException) -> str:
@@ -218,6 +272,7 @@ def migrate(engine: Engine, url: str, data_dir: Path) -> None:
     """Upgrade the database behind ``engine`` to head, under the lock file in ``data_dir``;
     the engine is disposed of."""
     from alembic import command  # only where migrations run: a worker reads the revision
+    from sqlalchemy.exc import SQLAlchemyError
 
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -269,9 +324,8 @@ def ensure_schema(settings: Settings) -> None:
     schema behind head raises ``SchemaBehindError`` naming ``falcon db upgrade``; an
     unreachable database raises ``DependencyError``.
     """
-    local = local_sqlite_url(settings)
-    if not schema_state(settings, local).up_to_date:
-        upgrade_local(settings, local)
+    if not local_schema_state(settings).up_to_date:
+        upgrade_local(settings, local_sqlite_url(settings))
     if is_embedded(settings):
         return
     state = schema_state(settings)

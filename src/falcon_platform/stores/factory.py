@@ -164,9 +164,10 @@ def build_stores(settings: Settings) -> Stores:
     """
     from falcon_platform.errors import DependencyError, SchemaBehindError
     from falcon_platform.stores.breaker import BreakerPolicy
-    from falcon_platform.stores.database import ensure_schema, local_sqlite_url, make_engine
+    from falcon_platform.stores.database import ensure_schema, local_sqlite_path
     from falcon_platform.stores.memory_cache import MemoryCache
     from falcon_platform.stores.request_log import SpoolingRequestLog, database_dependency
+    from falcon_platform.stores.sqlite_db import SQLiteDB
     from falcon_platform.stores.sqlite_idempotency import SQLiteIdempotencyStore
 
     policy = BreakerPolicy(settings.breaker_failure_threshold, settings.breaker_reset_timeout_s)
@@ -174,9 +175,7 @@ def build_stores(settings: Settings) -> Stores:
     breakers: dict[str, CircuitBreaker] = {"sqlite": sqlite_breaker}
     # The idempotency fallback's SQLite gets a short busy timeout: it sits on the request path.
     local = SQLiteIdempotencyStore(
-        make_engine(
-            settings.model_copy(update={"database_timeout_s": 1.0}), local_sqlite_url(settings)
-        ),
+        SQLiteDB(local_sqlite_path(settings), timeout_s=1.0),
         ttl_s=settings.idempotency_ttl_s,
         breaker=sqlite_breaker,
     )

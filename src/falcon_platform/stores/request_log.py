@@ -17,15 +17,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import NotFoundError
 from falcon_platform.stores.base import RequestLogCounters, RequestLogRecord
 from falcon_platform.stores.breaker import BreakerPolicy, CircuitBreaker
-from falcon_platform.stores.database import database_url, is_embedded, make_engine, redacted
+from falcon_platform.stores.database import (
+    database_url,
+    is_embedded,
+    redacted,
+    shipping_database,
+)
 from falcon_platform.stores.segments import (
     SegmentWriter,
     SpoolAccount,
@@ -33,6 +36,9 @@ from falcon_platform.stores.segments import (
     encode_record,
 )
 from falcon_platform.stores.shipper import Shipper, ship_directory
+
+if TYPE_CHECKING:
+    from falcon_platform.stores.shipper import Database
 
 SHIPPER_SQLITE_CACHE_KIB = 256  # SQLite's default is 2 MiB per connection
 
@@ -65,7 +71,7 @@ class SpoolingRequestLog:
             max_bytes=min(SEGMENT_MAX_BYTES, max(4096, self.account.budget_bytes // 8)),
             max_age_s=settings.request_log_flush_interval_ms / 1000,
         )
-        self._engine: Engine | None = None
+        self._engine: Database | None = None
         self._shipper: Shipper | None = None
         self._lines: list[bytes] = []  # rows of this loop tick, written together
         self._queued_bytes = 0
@@ -108,9 +114,9 @@ class SpoolingRequestLog:
             tick.set_result(None)
 
     async def start(self) -> None:
-        # The shipper only appends: a small page cache on its own connections (the supervisor
-        # and console read the same file through theirs) saves ~1.7 MB per worker.
-        self._engine = make_engine(self.settings, sqlite_cache_kib=SHIPPER_SQLITE_CACHE_KIB)
+        # The shipper only appends: a small page cache on its own connection (the supervisor
+        # and console read the same file through theirs, with SQLite's default 2 MiB).
+        self._engine = shipping_database(self.settings, sqlite_cache_kib=SHIPPER_SQLITE_CACHE_KIB)
         self._shipper = Shipper(
             self._engine,
             self.writer,
@@ -175,7 +181,7 @@ def ship_orphans(
             f"spool: {have}); `falcon status` lists the workers, `falcon db ship` ships them all"
         )
     dirs = [settings.spool_dir / worker_id] if worker_id is not None else every
-    engine = make_engine(settings, pool_size=1)
+    engine = shipping_database(settings, pool_size=1)
     breaker = CircuitBreaker(database_dependency(settings), BreakerPolicy(failure_threshold=1))
     deadline = time.monotonic() + timeout_s
     shipped = left = 0

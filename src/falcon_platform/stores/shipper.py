@@ -30,17 +30,14 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Engine, String
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
 from tenacity import wait_random_exponential as wait_jittered
 
 from falcon_platform.stores.breaker import CircuitBreaker
-from falcon_platform.stores.schema import request_log
+from falcon_platform.stores.columns import REQUEST_LOG_COLUMNS
 from falcon_platform.stores.segments import (
     ParsedSegment,
     SegmentWriter,
@@ -51,20 +48,37 @@ from falcon_platform.stores.segments import (
     parse_segment,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from falcon_platform.stores.sqlite_db import SQLiteDB
+
+    # Where rows go: an SQLAlchemy engine (PostgreSQL; the supervisor's SQLite) or, in a
+    # serving worker, the embedded SQLite through sqlite3 (no SQLAlchemy imported).
+    Database = Engine | SQLiteDB
+
 logger = logging.getLogger("falcon.stores.shipper")
 
 BACKLOG_SEGMENTS = 10  # closed segments waiting (~2 s of rows): the shipper runs un-niced
 TICK_BUDGET_S = 2.0  # one tick ships for at most this long, so stop() and rotation stay prompt
 
-_COLUMN_NAMES = tuple(c.name for c in request_log.columns)
+_COLUMN_NAMES = tuple(name for name, _, _ in REQUEST_LOG_COLUMNS)
 _COLUMNS = set(_COLUMN_NAMES)
 # Column -> max length, so an over-long value is cut instead of poisoning the queue forever.
-_LENGTHS = {
-    c.name: c.type.length
-    for c in request_log.columns
-    if isinstance(c.type, String) and c.type.length is not None
-}
+_LENGTHS = {name: length for name, _, length in REQUEST_LOG_COLUMNS if length is not None}
 _BOOLEANS = ("cache_hit", "idempotency_hit")
+
+
+def database_errors(engine: Database) -> tuple[type[Exception], ...]:
+    """What a failing database raises through ``engine``: ``sqlite3.Error`` for an
+    ``SQLiteDB``, ``SQLAlchemyError`` for an engine (imported only then: a serving worker
+    on the embedded SQLite never imports SQLAlchemy)."""
+    errors: tuple[type[Exception], ...] | None = getattr(engine, "errors", None)
+    if errors is not None:
+        return errors
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError,)
 
 
 def prepare_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,18 +98,31 @@ def prepare_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def insert_ignoring_duplicates(engine: Engine) -> Any:
     """``INSERT ... ON CONFLICT (request_id) DO NOTHING`` in the engine's dialect."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from falcon_platform.stores.schema import request_log
+
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(request_log).on_conflict_do_nothing(index_elements=["request_id"])
 
 
 _DRIVER_INSERTS: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
+# sqlite3's own paramstyle (qmark), written out: what SQLAlchemy compiles for SQLite.
+_SQLITE_INSERT = (
+    f"INSERT INTO request_log ({', '.join(_COLUMN_NAMES)}) "  # noqa: S608 (schema's names)
+    f"VALUES ({', '.join('?' * len(_COLUMN_NAMES))}) ON CONFLICT (request_id) DO NOTHING"
+)
 
 
-def _driver_insert(engine: Engine) -> tuple[str, tuple[str, ...] | None]:
+def _driver_insert(engine: Database) -> tuple[str, tuple[str, ...] | None]:
     """The insert compiled once to the driver's SQL and, for a positional paramstyle, the
     column order of its parameters. Shipping through ``exec_driver_sql`` skips SQLAlchemy's
     per-row compile and bind processing, which cost more than the inserts themselves
     (profiled: the shipper thread took ~20% of a busy worker's CPU through Core)."""
+    from falcon_platform.stores.sqlite_db import SQLiteDB
+
+    if isinstance(engine, SQLiteDB):  # sqlite3: qmark
+        return _SQLITE_INSERT, _COLUMN_NAMES
     key = (engine.dialect.name, engine.dialect.paramstyle)
     if key not in _DRIVER_INSERTS:  # keyed by dialect, not engine: tests make many engines
         compiled = insert_ignoring_duplicates(engine).compile(dialect=engine.dialect)
@@ -144,7 +171,7 @@ _NAMES = ", ".join(_COLUMN_NAMES)
 # The record the JSON is read into: unbounded text, so an over-long value is cut by left()
 # instead of failing the cast (the table's own row type has the varchar limits).
 _POSTGRESQL_RECORD = ", ".join(
-    f"{c.name} {_POSTGRESQL_TYPES[c.type.python_type]}" for c in request_log.columns
+    f"{name} {_POSTGRESQL_TYPES[kind]}" for name, kind, _ in REQUEST_LOG_COLUMNS
 )
 # The whole segment goes to the database as one JSON array and the database unpacks it, so
 # the worker's thread spends its time in the driver with the GIL released instead of building
@@ -178,15 +205,17 @@ def json_arrays(lines: list[bytes], batch: int) -> list[str]:
     return [(b"[" + b",".join(chunk) + b"]").decode() for chunk in chunks]
 
 
-def _refused_rows(exc: SQLAlchemyError) -> bool:
+def _refused_rows(exc: Exception) -> bool:
     """The database refused the rows themselves (a line that is not a JSON object holding the
-    NOT NULL columns), not the connection or a lock: the per-row path sorts them out."""
-    if isinstance(exc, DataError | IntegrityError):
+    NOT NULL columns), not the connection or a lock: the per-row path sorts them out. By the
+    DBAPI's class names, which SQLAlchemy's wrappers share (sqlite3's, psycopg's or both)."""
+    kind = type(exc).__name__
+    if kind in ("DataError", "IntegrityError"):
         return True
-    return isinstance(exc, OperationalError) and "malformed JSON" in str(exc.orig)
+    return kind == "OperationalError" and "malformed JSON" in str(getattr(exc, "orig", exc))
 
 
-def ship_bulk(engine: Engine, lines: list[bytes], *, batch: int) -> bool:
+def ship_bulk(engine: Database, lines: list[bytes], *, batch: int) -> bool:
     """Insert the lines through the database's JSON functions in one transaction; False
     (nothing inserted) when the database refuses a line. Other errors propagate."""
     sql = _BULK_INSERTS.get(engine.dialect.name)
@@ -200,7 +229,7 @@ def ship_bulk(engine: Engine, lines: list[bytes], *, batch: int) -> bool:
         with engine.begin() as conn:
             for array in arrays:
                 conn.exec_driver_sql(sql, (array,))
-    except SQLAlchemyError as exc:
+    except database_errors(engine) as exc:
         if _refused_rows(exc):
             return False
         raise
@@ -265,7 +294,7 @@ def row_values(lines: list[bytes]) -> tuple[Any, ...]:
 _BINDABLE = frozenset({str, int, float, bool, type(None)})
 
 
-def ship_values(engine: Engine, lines: list[bytes]) -> bool:
+def ship_values(engine: Database, lines: list[bytes]) -> bool:
     """SQLite: insert the lines as multi-row ``VALUES`` statements in one transaction; False
     (nothing inserted) when a line does not decode to a row. Database errors propagate."""
     try:
@@ -276,14 +305,14 @@ def ship_values(engine: Engine, lines: list[bytes]) -> bool:
                 at += size
     except (_Refused, OverflowError):  # OverflowError: an integer SQLite cannot bind
         return False
-    except SQLAlchemyError as exc:
+    except database_errors(engine) as exc:
         if _refused_rows(exc):
             return False
         raise
     return True
 
 
-def ship_rows(engine: Engine, data: bytes, *, batch: int) -> ParsedSegment:
+def ship_rows(engine: Database, data: bytes, *, batch: int) -> ParsedSegment:
     """Decode the segment line by line and insert the rows that decode (the careful path)."""
     parsed = parse_segment(data)
     sql, order = _driver_insert(engine)
@@ -295,7 +324,7 @@ def ship_rows(engine: Engine, data: bytes, *, batch: int) -> ParsedSegment:
     return parsed
 
 
-def ship_segment(engine: Engine, path: Path, *, batch: int) -> ShipResult | None:
+def ship_segment(engine: Database, path: Path, *, batch: int) -> ShipResult | None:
     """Insert one segment in one transaction, then delete it. ``None`` if it is already gone."""
     try:
         data = path.read_bytes()
@@ -323,19 +352,21 @@ def ship_segment(engine: Engine, path: Path, *, batch: int) -> ShipResult | None
     return result
 
 
-def _retrying(deadline: float, breaker: CircuitBreaker) -> Retrying:
+def _retrying(
+    deadline: float, breaker: CircuitBreaker, errors: tuple[type[Exception], ...]
+) -> Retrying:
     # Idempotent inserts, so retrying an ambiguous failure is safe; never past the deadline,
     # and not once the breaker has opened (it decides when to probe again).
     return Retrying(
         stop=stop_after_attempt(3) | stop_after_delay(max(0.0, deadline - time.monotonic())),
         wait=wait_jittered(multiplier=0.05, max=1.0),
-        retry=retry_if_exception(lambda e: isinstance(e, SQLAlchemyError) and breaker.is_closed),
+        retry=retry_if_exception(lambda e: isinstance(e, errors) and breaker.is_closed),
         reraise=True,
     )
 
 
 def ship_directory(
-    engine: Engine,
+    engine: Database,
     directory: Path,
     account: SpoolAccount,
     breaker: CircuitBreaker,
@@ -349,6 +380,7 @@ def ship_directory(
     every segment still waiting then counts as spilled (once).
     """
     paths = closed_segments(directory)
+    errors = database_errors(engine)
     for path in paths:
         if path.name not in account.segments:  # left by an earlier incarnation
             account.add_closed(path.name, _rows_in(path), _size(path), counted=False)
@@ -359,14 +391,14 @@ def ship_directory(
             _spill(account, paths[index:])
             return False
         try:
-            for attempt in _retrying(deadline, breaker):
+            for attempt in _retrying(deadline, breaker, errors):
                 with attempt:
                     try:
                         result = ship_segment(engine, path, batch=batch)
-                    except SQLAlchemyError as exc:
+                    except errors as exc:
                         breaker.record_failure(exc)
                         raise
-        except SQLAlchemyError as exc:
+        except errors as exc:
             _spill(account, paths[index:])
             logger.warning(
                 "shipping %s failed; it stays on disk: %s",
@@ -426,7 +458,7 @@ class Shipper:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Database,
         writer: SegmentWriter,
         account: SpoolAccount,
         breaker: CircuitBreaker,

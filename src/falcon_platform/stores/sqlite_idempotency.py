@@ -1,6 +1,6 @@
 """Idempotency keys in the machine's SQLite database (WAL), shared by every worker process.
 
-    store = SQLiteIdempotencyStore(engine, ttl_s=86_400)
+    store = SQLiteIdempotencyStore(SQLiteDB(path, timeout_s=1.0), ttl_s=86_400)
     stored = await store.put("key-1", StoredResponse(body_hash, 200, body, created_at=now))
     # ``stored`` is what the database holds now: ours, or the one another worker put first.
     await store.get("key-1")   # None after the TTL
@@ -9,30 +9,38 @@
 workers racing on one key both return the same, first, response. Calls run on one
 dedicated thread so the event loop never waits on SQLite's file lock. It never raises:
 on a database error ``get`` answers None and ``put`` answers the caller's response, and
-the "sqlite" breaker shows the store degraded.
+the "sqlite" breaker shows the store degraded. Plain SQL through sqlite3 (``SQLiteDB``), so
+a serving worker does not import SQLAlchemy (the table is ``stores.schema.idempotency_keys``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, select
-from sqlalchemy.dialects.sqlite import insert
-from sqlalchemy.exc import SQLAlchemyError
-
 from falcon_platform.stores.base import StoredResponse
 from falcon_platform.stores.breaker import CircuitBreaker
-from falcon_platform.stores.schema import idempotency_keys as table
+from falcon_platform.stores.sqlite_db import SQLiteDB
 
 logger = logging.getLogger("falcon.stores.idempotency")
 
 T = TypeVar("T")
 PURGE_EVERY = 1000  # puts between sweeps of expired keys (bounded work, off the hot path)
+
+_COLUMNS = "key, body_hash, status_code, body, created_at, expires_at"
+_GET = f"SELECT {_COLUMNS} FROM idempotency_keys WHERE key = ? AND expires_at > ?"  # noqa: S608
+_GET_ANY = f"SELECT {_COLUMNS} FROM idempotency_keys WHERE key = ?"  # noqa: S608
+_DROP_EXPIRED_KEY = "DELETE FROM idempotency_keys WHERE key = ? AND expires_at <= ?"
+_PUT = (
+    f"INSERT INTO idempotency_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
+    "ON CONFLICT (key) DO NOTHING"
+)
+_PURGE = "DELETE FROM idempotency_keys WHERE expires_at <= ?"
 
 
 class SQLiteIdempotencyStore:
@@ -40,7 +48,7 @@ class SQLiteIdempotencyStore:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: SQLiteDB,
         *,
         ttl_s: float,
         breaker: CircuitBreaker | None = None,
@@ -59,7 +67,7 @@ class SQLiteIdempotencyStore:
             return fallback
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-        except SQLAlchemyError as exc:
+        except sqlite3.Error as exc:
             self.breaker.record_failure(exc)
             logger.warning(
                 "idempotency store (sqlite) failed: %s",
@@ -78,50 +86,39 @@ class SQLiteIdempotencyStore:
 
     def get_sync(self, key: str) -> StoredResponse | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(table).where(table.c.key == key, table.c.expires_at > self._now())
-            ).first()
-        return _to_response(row._mapping) if row is not None else None
+            rows = conn.rows(_GET, (key, self._now()))
+        return _to_response(rows[0]) if rows else None
 
     def put_sync(self, key: str, response: StoredResponse) -> StoredResponse:
         now = self._now()
         with self.engine.begin() as conn:
-            conn.execute(delete(table).where(table.c.key == key, table.c.expires_at <= now))
-            conn.execute(
-                insert(table)
-                .values(
-                    key=key,
-                    body_hash=response.body_hash,
-                    status_code=response.status_code,
-                    body=response.body,
-                    created_at=response.created_at,
-                    expires_at=now + self.ttl_s,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-            )
-            row = conn.execute(select(table).where(table.c.key == key)).one()
+            conn.exec_driver_sql(_DROP_EXPIRED_KEY, (key, now))
+            conn.exec_driver_sql(
+                _PUT,
+                (key, response.body_hash, response.status_code, response.body,
+                 response.created_at, now + self.ttl_s),
+            )  # fmt: skip
+            (row,) = conn.rows(_GET_ANY, (key,))
             self._puts += 1
             if self._puts % PURGE_EVERY == 0:
-                conn.execute(delete(table).where(table.c.expires_at <= now))
-        return _to_response(row._mapping)
+                conn.exec_driver_sql(_PURGE, (now,))
+        return _to_response(row)
 
     def purge_expired(self) -> int:
         """Delete expired keys now; returns how many (``falcon db`` maintenance, tests)."""
         with self.engine.begin() as conn:
-            return conn.execute(delete(table).where(table.c.expires_at <= self._now())).rowcount
+            return conn.exec_driver_sql(_PURGE, (self._now(),)).rowcount
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 
     def describe(self) -> dict[str, Any]:
-        return {"database": str(self.engine.url), "ttl_s": self.ttl_s}
+        return {"database": self.engine.url, "ttl_s": self.ttl_s}
 
 
-def _to_response(row: Any) -> StoredResponse:
+def _to_response(row: tuple[Any, ...]) -> StoredResponse:
+    _key, body_hash, status_code, body, created_at, _expires_at = row
     return StoredResponse(
-        body_hash=row["body_hash"],
-        status_code=row["status_code"],
-        body=bytes(row["body"]),
-        created_at=row["created_at"],
+        body_hash=body_hash, status_code=status_code, body=bytes(body), created_at=created_at
     )

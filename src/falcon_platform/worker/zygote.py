@@ -41,8 +41,8 @@ PRELOAD_MODULES = (
     "falcon_platform.config.specfile",
     "falcon_platform.chaos.faults",
     "falcon_platform.observability.logging",
-    # not alembic.command: the supervisor migrates before any worker starts (stores.database)
-    "sqlalchemy.dialects.sqlite",
+    # not Alembic or SQLAlchemy: the supervisor migrates before any worker starts, and a
+    # worker's embedded stores use sqlite3 (stores.sqlite_db)
     "uvicorn",
     "uvloop",
 )
