@@ -68,6 +68,36 @@ async def test_one_json_line_per_request_with_the_fields_an_sre_needs(
     assert (second["status"], second["error_type"]) == (422, "invalid_input")
 
 
+ACCESS_FIELDS = {
+    "request_id": "0123abcd", "client_request_id": None, "worker": "w1", "release": "r2",
+    "model_version": "m-3", "endpoint": "/infer", "status": 200, "latency_ms": 0.123,
+    "cache": "hit", "idempotency_hit": False, "error_type": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_the_access_line_is_the_logging_calls_line_without_the_logging_call(
+    fmt: str, restore_root_logger: None
+) -> None:
+    """``log_access`` writes the line ``logger.info("request", extra={"fields": ...})`` gives,
+    same keys in the same order, without the LogRecord (timestamps aside)."""
+    from falcon_platform.observability.logging import log_access
+
+    stream = io.StringIO()
+    configure_logging("INFO", fmt, stream=stream)
+    logging.getLogger("falcon.access").info("request", extra={"fields": ACCESS_FIELDS})
+    log_access(*ACCESS_FIELDS.values())
+    _flush()
+    via_logging, direct = stream.getvalue().splitlines()
+    if fmt == "json":
+        a, b = orjson.loads(via_logging), orjson.loads(direct)
+        assert list(a) == list(b) == ["ts", "level", "logger", "msg", *ACCESS_FIELDS]
+        assert {**a, "ts": None} == {**b, "ts": None}
+        assert a["ts"][:10] == b["ts"][:10], "the same UTC date, both as ISO text"
+    else:
+        assert via_logging.split(" ", 1)[1] == direct.split(" ", 1)[1], "the stamp aside"
+
+
 def test_console_format_is_one_readable_line(restore_root_logger: None) -> None:
     stream = io.StringIO()
     configure_logging("INFO", "console", stream=stream)

@@ -94,6 +94,44 @@ def test_requests_are_counted_by_endpoint_status_and_cache_with_their_latency(
     assert sums[labels(endpoint="/infer")] == pytest.approx(0.0295)
 
 
+def test_request_series_are_what_prometheus_clients_own_counter_and_histogram_expose(
+    metrics: ServingMetrics,
+) -> None:
+    """The hot path keeps plain numbers; the exposition must be exactly what a locked
+    ``Counter`` and ``Histogram`` would give for the same requests: series, order, values."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    reference = CollectorRegistry()
+    base = ["worker", "release"]
+    counter = Counter("falcon_requests_total", "Requests by endpoint, HTTP status and cache.",
+                      [*base, "endpoint", "status", "cache"], registry=reference)  # fmt: skip
+    histogram = Histogram("falcon_request_duration_seconds", "Request latency (seconds).",
+                          [*base, "endpoint"], registry=reference,
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                   1.0, 2.5, 5.0, 10.0))  # fmt: skip
+    for endpoint in ("/infer", "/infer/batch", "/v2/infer"):  # created up front, as the worker
+        histogram.labels("w7", "r3", endpoint)
+        for cache in ("hit", "miss"):
+            counter.labels("w7", "r3", endpoint, "200", cache)
+    observed = [("/infer", 200, "hit", 0.0004), ("/v2/infer", 200, "miss", 0.0025),
+                ("/infer", 429, "none", 10.0), ("/healthz", 200, "none", 0.1 + 0.2),
+                ("/infer", 200, "hit", 11.5), ("/infer/batch", 200, "miss", 0.05)]  # fmt: skip
+    for endpoint, status, cache, seconds in observed:
+        metrics.observe_request(endpoint, status, cache, seconds)
+        counter.labels("w7", "r3", endpoint, str(status), cache).inc()
+        histogram.labels("w7", "r3", endpoint).observe(seconds)
+
+    def lines(text: bytes, prefixes: tuple[str, ...]) -> list[str]:
+        return [line for line in text.decode().splitlines() if line.startswith(prefixes)]
+
+    ours, _ = metrics.render()
+    wanted = ("falcon_requests_total", "falcon_request_duration_seconds")
+    assert lines(ours, wanted) == lines(generate_latest(reference), wanted)
+    assert (
+        len(lines(ours, wanted)) == 8 + 4 * 16
+    )  # 8 counters; 4 histograms: 14 buckets, count, sum
+
+
 def test_errors_degraded_responses_and_counters_bound_up_front(metrics: ServingMetrics) -> None:
     metrics.observe_error("model_overloaded")
     metrics.observe_error("model_overloaded")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from dataclasses import astuple, replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from falcon_platform.errors import OverloadedError
@@ -18,9 +20,21 @@ from falcon_platform.stores.segments import (
     claim_abandoned,
     closed_segments,
     encode_record,
+    encode_row,
     parse_segment,
 )
 from falcon_platform.testing.stores import sample_record as record
+from falcon_platform.testing.stores import varied_records
+
+
+def test_a_line_is_the_dataclass_as_json_whether_encoded_from_the_record_or_its_fields() -> None:
+    """The serving path encodes the fields without building the record; the segment bytes
+    must be what orjson gives for the dataclass itself (the format before that change)."""
+    rows = [*varied_records(), replace(record(3), latency_ms=1e-05, ts=1_767_225_600.000123)]
+    for row in rows:
+        expected = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        assert encode_record(row) == expected
+        assert encode_row(*astuple(row)) == expected
 
 
 def test_encoded_record_round_trips_through_parse() -> None:

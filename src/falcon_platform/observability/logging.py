@@ -138,29 +138,55 @@ _ACCESS = logging.getLogger("falcon.access")
 _access_sink: list[tuple[BufferedLineHandler, bool]] = []
 
 
-def log_access(fields: dict[str, Any]) -> None:
-    """The per-request access line at INFO on ``falcon.access``.
+def log_access(
+    request_id: str,
+    client_request_id: str | None,
+    worker: str,
+    release: str,
+    model_version: str,
+    endpoint: str,
+    status: int,
+    latency_ms: float,
+    cache: str,
+    idempotency_hit: bool,
+    error_type: str | None,
+) -> None:
+    """The per-request access line at INFO on ``falcon.access``, with these fields in order.
 
     Same line as ``logging.getLogger("falcon.access").info("request", extra={"fields": ...})``
     but without building a LogRecord and taking the handler lock: that path cost ~25 us of a
-    ~125 us request (measured with wrk on one core). Logger filters are not applied; the level
-    is. Before :func:`configure_logging` (tests building the app in-process) it falls back to
-    the logging call, so caplog and friends still see it.
+    ~125 us request (measured with wrk on one core); and the JSON object built once, in one
+    literal (a fields dict merged into a second one cost a cache hit ~1 us more). Logger
+    filters are not applied; the level is. Before :func:`configure_logging` (tests building
+    the app in-process) it falls back to the logging call, so caplog and friends still see it.
     """
     if not _ACCESS.isEnabledFor(logging.INFO):
         return
-    if not _access_sink:
-        _ACCESS.info("request", extra={"fields": fields})
-        return
-    handler, json_format = _access_sink[0]
-    now = time.time()
-    if json_format:
-        payload = {"ts": _timestamp(now), "level": "info", "logger": _ACCESS.name, "msg": "request"}
-        payload.update(fields)
-        handler.append_line(orjson.dumps(payload, default=str).decode())
-    else:
+    if not _access_sink or not _access_sink[0][1]:  # not configured, or console lines
+        fields = {
+            "request_id": request_id, "client_request_id": client_request_id, "worker": worker,
+            "release": release, "model_version": model_version, "endpoint": endpoint,
+            "status": status, "latency_ms": latency_ms, "cache": cache,
+            "idempotency_hit": idempotency_hit, "error_type": error_type,
+        }  # fmt: skip
+        if not _access_sink:
+            _ACCESS.info("request", extra={"fields": fields})
+            return
         pairs = " ".join(f"{k}={v}" for k, v in fields.items())
-        handler.append_line(f"{_timestamp(now)[11:23]} INFO  {_ACCESS.name} request {pairs}")
+        stamp = _timestamp(time.time())[11:23]
+        _access_sink[0][0].append_line(f"{stamp} INFO  {_ACCESS.name} request {pairs}")
+        return
+    line = orjson.dumps(
+        {
+            "ts": _timestamp(time.time()), "level": "info", "logger": "falcon.access",
+            "msg": "request", "request_id": request_id, "client_request_id": client_request_id,
+            "worker": worker, "release": release, "model_version": model_version,
+            "endpoint": endpoint, "status": status, "latency_ms": latency_ms, "cache": cache,
+            "idempotency_hit": idempotency_hit, "error_type": error_type,
+        },
+        default=str,
+    )  # fmt: skip
+    _access_sink[0][0].append_line(line.decode())
 
 
 def configure_logging(

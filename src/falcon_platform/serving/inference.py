@@ -52,6 +52,7 @@ from falcon_platform.serving.validation import (
     parse_infer,
 )
 from falcon_platform.stores.base import RequestLogRecord
+from falcon_platform.stores.segments import encode_row
 
 INFER = "/infer"
 BATCH = "/infer/batch"
@@ -212,14 +213,11 @@ class InferenceService:
         metrics.observe_request(endpoint, resp.status, out.cache, latency)
         if error_type is not None:
             metrics.observe_error(error_type)
-        log_access({
-            "request_id": request_id, "client_request_id": sent_id,
-            "worker": self.settings.worker_id,
-            "release": self.settings.release, "model_version": out.model_version,
-            "endpoint": endpoint, "status": resp.status,
-            "latency_ms": round(latency * 1000, 3), "cache": out.cache,
-            "idempotency_hit": out.idempotency_hit, "error_type": error_type,
-        })  # fmt: skip
+        s = self.settings
+        log_access(
+            request_id, sent_id, s.worker_id, s.release, out.model_version, endpoint, resp.status,
+            round(latency * 1000, 3), out.cache, out.idempotency_hit, error_type,
+        )  # fmt: skip
         return None if resp.status == 499 else resp
 
     async def _log_row(
@@ -238,33 +236,21 @@ class InferenceService:
         stores = self.state.stores
         if stores is None:
             return resp, error_type
-        record = RequestLogRecord(
-            request_id=request_id,
-            ts=arrived,
-            worker=self.settings.worker_id,
-            release=self.settings.release,
-            model_version=out.model_version,
-            endpoint=endpoint,
-            status_code=resp.status,
-            latency_ms=latency * 1000,
-            input_hash=out.input_hash,
-            input_length=out.input_length,
-            input_text=out.input_text,
-            prediction=out.prediction,
-            confidence=out.confidence,
-            cache_hit=out.cache == "hit",
-            idempotency_hit=out.idempotency_hit,
-            client_id=client,
-            error_type=error_type,
-            client_request_id=sent_id,
-        )
+        s, sink = self.settings, stores.request_log
+        # RequestLogRecord's fields, in order (positional: keywords cost ~3x to match).
+        row = (
+            request_id, arrived, s.worker_id, s.release, out.model_version, endpoint, resp.status,
+            latency * 1000, out.input_hash, out.input_length, out.input_text, out.prediction,
+            out.confidence, out.cache == "hit", out.idempotency_hit, client, error_type, sent_id,
+        )  # fmt: skip
         try:
-            # One write per loop tick for every request of the tick, when the sink can.
-            in_tick = getattr(stores.request_log, "append_in_tick", None)
+            # One write per loop tick for every request of the tick, when the sink can; the
+            # line encoded from the fields, with no RequestLogRecord built in between.
+            in_tick = getattr(sink, "append_line_in_tick", None)
             if in_tick is not None:
-                await in_tick(record)
+                await in_tick(encode_row(*row))
             else:
-                stores.request_log.append(record)
+                sink.append(RequestLogRecord(*row))
         except OverloadedError as exc:
             return error_response(exc, request_id), exc.code
         except Exception as exc:  # never send a 2xx whose row was not handed off

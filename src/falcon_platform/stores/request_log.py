@@ -87,7 +87,10 @@ class SpoolingRequestLog:
         Every request of a tick awaits the same future, resolved once the tick's rows are
         in the segment (one ``os.write`` instead of one per request), or failed with the
         write's error. ``OverloadedError`` (disk budget) is raised here, at once."""
-        line = encode_record(record)
+        return self.append_line_in_tick(encode_record(record))
+
+    def append_line_in_tick(self, line: bytes) -> asyncio.Future[None]:
+        """:meth:`append_in_tick` of a row already encoded (``segments.encode_row``)."""
         self.writer.check_room(len(line), self._queued_bytes)
         self._lines.append(line)
         self._queued_bytes += len(line)
