@@ -296,6 +296,16 @@ def render_v2_response(
     """The response body and, when any output is binary, the JSON header's length."""
     n, k = len(rows), len(labels)
     predicted = [labels[row.index(max(row))] for row in rows]  # the first maximum, as argmax
+    if not request.binary and request.outputs == OUTPUT_NAMES:  # the common answer, direct
+        flat = rows[0] if n == 1 else [p for row in rows for p in row]
+        body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+        if request.id is not None:
+            body["id"] = request.id
+        body["outputs"] = [
+            {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [n], "data": predicted},
+            {"name": PROBS_OUTPUT, "datatype": "FP32", "shape": [n, k], "data": flat},
+        ]
+        return orjson.dumps(body), None
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name in request.outputs:
@@ -315,7 +325,7 @@ def render_v2_response(
             out["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         outputs.append(out)
-    body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    body = {"model_name": model_name, "model_version": model_version}
     if request.id is not None:
         body["id"] = request.id
     body["outputs"] = outputs
