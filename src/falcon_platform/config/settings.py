@@ -124,8 +124,12 @@ class Settings(BaseSettings):
     fast_path: bool = True
 
     # --- cache and idempotency --------------------------------------------------------------
+    # The embedded cache's bounds; bytes are the entries' real memory (stores/memory_cache.py:
+    # 208 bytes per entry beyond the value). 50,000 answers of the default 3-label model take
+    # 11.6 MB, under the 12 MiB bound; a model with more labels is held to the same 12 MiB
+    # (fewer entries), so a lone worker with a full cache stays within its 100 MB PSS goal.
     cache_max_entries: int = Field(default=50_000, ge=0)
-    cache_max_bytes: int = Field(default=64 * 1_048_576, ge=0)
+    cache_max_bytes: int = Field(default=12 * 1_048_576, ge=0)
     cache_ttl_s: float = Field(default=600, ge=0)
     idempotency_ttl_s: float = Field(default=86_400, gt=0)
 
