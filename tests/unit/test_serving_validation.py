@@ -12,6 +12,8 @@ import tracemalloc
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from falcon_platform import errors
 from falcon_platform.serving.body import BodyReader, BodyTimeoutError
@@ -50,6 +52,68 @@ def test_text_limit_is_inclusive() -> None:
 def test_parse_infer_says_what_is_wrong(raw: bytes, error: type[Exception], words: str) -> None:
     with pytest.raises(error, match=words):
         parse_infer(raw, max_chars=100)
+
+
+INFER_BODIES = [
+    b'{"text": "ok"}', b'{"text":"caf\xc3\xa9 \\u00e9 \\n \\" \\/ \xe2\x80\xa8"}', b'{"text": ""}',
+    b'{"text": " "}', b'{"text": "\\ud800"}', b'{"text": "\\ud83d\\ude00"}', b'{"text": "\xff"}',
+    b'{"text": "a\x01b"}', b'{"text": "a", "text": "b"}', b'{"text": "a", "x": 1}', b"{}",
+    b'{"text": 1}', b'{"text": null}', b'{"text": ["a"]}', b'["a"]', b'"a"', b"", b" ",
+    b'{"text": "a"} x', b'{"text": "a"}\n', b'\xef\xbb\xbf{"text": "a"}', b'{"Text": "a"}',
+    b'{"text": "a",}', b"{'text': 'a'}", b'{"text": NaN}', b'{"text": "' + b"a" * 20_000 + b'"}',
+]  # fmt: skip
+
+
+def schema_outcome(raw: bytes) -> object:
+    from falcon_platform.serving.validation import schema_text
+
+    try:
+        return schema_text(raw)
+    except errors.FalconError as exc:
+        return (type(exc), exc.detail)
+
+
+@pytest.mark.parametrize("raw", INFER_BODIES, ids=range(len(INFER_BODIES)))
+def test_the_quick_infer_reading_accepts_only_what_the_schema_accepts_alike(raw: bytes) -> None:
+    """orjson reads the common body; anything it accepts, the pydantic model must accept
+    with the same text (so every answer, error or not, is the schema path's)."""
+    from falcon_platform.serving.validation import quick_text
+
+    quick = quick_text(raw)
+    assert quick is None or quick == schema_outcome(raw)
+    assert (quick is None) == (not isinstance(schema_outcome(raw), str)), "and takes them all"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.text(max_size=30).map(lambda t: orjson.dumps({"text": t})),
+        st.dictionaries(st.sampled_from(["text", "x"]), st.one_of(st.text(max_size=5),
+                        st.integers(-(2**63), 2**63 - 1), st.none()), max_size=3).map(orjson.dumps),
+        st.text(max_size=30).map(lambda t: b'{"text": "' + t.encode("utf-8", "surrogatepass")
+                                 + b'"}'),
+    )
+)  # fmt: skip
+def test_the_quick_infer_reading_agrees_with_the_schema_on_generated_bodies(raw: bytes) -> None:
+    from falcon_platform.serving.validation import quick_text
+
+    quick = quick_text(raw)
+    assert quick is None or quick == schema_outcome(raw)
+
+
+def test_milliseconds_is_round_to_three_digits_of_a_latency() -> None:
+    """The hot path's cheaper rounding agrees with ``round(seconds * 1000, 3)`` (the earlier
+    code) on latencies from 0 to 10 s, drawn with a fixed seed."""
+    import random
+
+    from falcon_platform.serving.inference import milliseconds
+
+    rng = random.Random(17)
+    latencies = [rng.uniform(0, 0.05) for _ in range(100_000)] + [
+        rng.uniform(0, 10) for _ in range(20_000)
+    ]
+    assert [milliseconds(x) for x in latencies] == [round(x * 1000, 3) for x in latencies]
 
 
 def test_parse_batch_names_the_bad_item_and_the_limit() -> None:

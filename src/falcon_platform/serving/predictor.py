@@ -1,8 +1,10 @@
 """Answers for texts: the response cache in front of the micro-batcher.
 
     predictor = Predictor(state)
-    pred, hit = await predictor.one("not bad at all", text_hash("not bad at all"))
-    # pred = {"prediction": "positive", "confidence": 0.8, "probabilities": {...}}
+    row, hit = await predictor.one("not bad at all", text_hash("not bad at all"))
+    # row = [0.1, 0.1, 0.8]: a probability per label, in predictor.labels() order
+    predictor.prediction(row)
+    # {"prediction": "positive", "confidence": 0.8, "probabilities": {...}}
 
 The cache key is ``"<model version>:<sha256(text)>"``, so a new model version
 never serves an old version's answer. The cached value is the probability row
@@ -24,6 +26,7 @@ from falcon_platform.serving.batcher import MicroBatcher
 from falcon_platform.serving.state import ServingState
 
 Prediction = dict[str, Any]
+Row = list[float]
 
 
 def text_hash(text: str) -> str:
@@ -75,8 +78,8 @@ class Predictor:
             "probabilities": dict(zip(labels, row, strict=True)),
         }
 
-    async def one(self, text: str, input_hash: str) -> tuple[Prediction, bool]:
-        """One text → (prediction, cache hit)."""
+    async def one(self, text: str, input_hash: str) -> tuple[Row, bool]:
+        """One text → (probability row, cache hit)."""
         model, batcher = self.ready_model()
         cache = self.state.stores.cache if self.state.stores is not None else None
         key = cache_key(model.version, input_hash)
@@ -84,18 +87,19 @@ class Predictor:
             cached = await cache.get(key)
             if cached is not None and len(cached) == 8 * len(model.labels):
                 self.state.metrics.cache_hits.inc()
-                return self.prediction(decode_row(cached)), True
+                return decode_row(cached), True
         self.state.metrics.cache_misses.inc()
         row = await batcher.submit(text)
         if cache is not None:
             await cache.set(key, encode_row(row))
-        return self.prediction(row), False
+        return row, False
 
-    async def many(self, texts: list[str], hashes: list[str]) -> list[tuple[Prediction, bool]]:
-        """Texts → (prediction, cache hit) each, in order; misses go to the batcher together."""
+    async def many(self, texts: list[str], hashes: list[str]) -> list[tuple[Row, bool]]:
+        """Texts → (probability row, cache hit) each, in order; misses go to the batcher
+        together."""
         model, batcher = self.ready_model()
         cache = self.state.stores.cache if self.state.stores is not None else None
-        results: list[tuple[Prediction, bool] | None] = [None] * len(texts)
+        results: list[tuple[Row, bool] | None] = [None] * len(texts)
         keys = [cache_key(model.version, h) for h in hashes]
         missing: list[int] = []
         width = 8 * len(model.labels)
@@ -104,7 +108,7 @@ class Predictor:
             if cached is None or len(cached) != width:
                 missing.append(i)
             else:
-                results[i] = (self.prediction(decode_row(cached)), True)
+                results[i] = (decode_row(cached), True)
         metrics = self.state.metrics
         metrics.cache_hits.inc(len(texts) - len(missing))
         metrics.cache_misses.inc(len(missing))
@@ -117,7 +121,7 @@ class Predictor:
                     raise row
             for i, row in zip(missing, rows, strict=True):
                 assert not isinstance(row, BaseException)
-                results[i] = (self.prediction(row), False)
+                results[i] = (row, False)
                 if cache is not None:
                     await cache.set(keys[i], encode_row(row))
         return [r for r in results if r is not None]

@@ -17,6 +17,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from falcon_platform.errors import (
@@ -193,16 +194,40 @@ def check_text(text: str, *, max_chars: int, field: str = "text") -> None:
 
 def parse_infer(raw: bytes, *, max_chars: int) -> str:
     """Body of ``POST /infer`` → the text, or a 400/422 saying what is wrong."""
-    try:
-        text = InferRequest.model_validate_json(raw).text
-    except ValidationError as exc:
-        raise _json_error(raw, exc) or InvalidInputError(
-            _describe(exc, '{"text": "..."}')
-        ) from None
+    text = quick_text(raw)
+    if text is None:
+        text = schema_text(raw)
     if raw.count(b'"') != 4:  # {"text": "..."}: two strings (see refuse_duplicate_keys)
         refuse_duplicate_keys(raw, None)
     check_text(text, max_chars=max_chars)
     return text
+
+
+def quick_text(raw: bytes) -> str | None:
+    """The text of a body the schema accepts as it stands, ``{"text": "<not empty>"}``, read
+    with orjson; ``None`` for any other body, which :func:`schema_text` then reads or refuses
+    with its message. ~3k instructions against ~10k for the pydantic model (callgrind): both
+    parsers read standard JSON alike, and a test checks that whatever this accepts the model
+    accepts with the same text."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is dict and len(data) == 1:
+        text = data.get("text")
+        if type(text) is str and text:
+            return text
+    return None
+
+
+def schema_text(raw: bytes) -> str:
+    """The text as ``InferRequest`` reads it, or the error that says what is wrong."""
+    try:
+        return InferRequest.model_validate_json(raw).text
+    except ValidationError as exc:
+        raise _json_error(raw, exc) or InvalidInputError(
+            _describe(exc, '{"text": "..."}')
+        ) from None
 
 
 def parse_batch(raw: bytes, *, max_chars: int, max_items: int) -> list[str]:
