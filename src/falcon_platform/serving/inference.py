@@ -10,6 +10,7 @@ function, their validation rules and error bodies cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -118,6 +119,7 @@ class _Outcome:
     """What the request-log row and the metrics need to know about one request."""
 
     model_version: str = ""
+    started: float = 0.0  # perf_counter() when the request arrived
     input_hash: str | None = None
     input_length: int | None = None
     input_text: str | None = None
@@ -125,7 +127,6 @@ class _Outcome:
     confidence: float | None = None
     cache: str = "none"
     idempotency_hit: bool = False
-    started: float = 0.0  # perf_counter() when the request arrived
 
     def elapsed_ms(self) -> float:
         return milliseconds(time.perf_counter() - self.started)
@@ -184,9 +185,7 @@ class InferenceService:
         request_id = scope.get(REQUEST_ID_KEY) or new_request_id()
         client = client_id(headers.credential, scope.get("client"))
         sent_id: str | None = None
-        out = _Outcome(
-            model_version=state.model.version if state.model is not None else "", started=started
-        )
+        out = _Outcome(state.model.version if state.model is not None else "", started)
         error_type: str | None = None
         metrics.inflight_requests += 1
         try:
@@ -211,9 +210,23 @@ class InferenceService:
             metrics.observe_synthetic(resp.status, latency)
             resp.headers.append((b"x-request-id", (sent_id or request_id).encode()))
             return None if resp.status == 499 else resp
-        resp, error_type = await self._log_row(
-            endpoint, request_id, sent_id, client, arrived, latency, resp, error_type, out
-        )
+        if state.stores is not None:  # the request-log row, appended before the response goes out
+            try:
+                written = self._append_row(
+                    endpoint, request_id, sent_id, client, arrived, latency, resp, error_type, out
+                )
+                if written is not None:
+                    await written
+            except OverloadedError as exc:
+                resp, error_type = error_response(exc, request_id), exc.code
+            except Exception as exc:  # never send a 2xx whose row was not handed off
+                log.exception(
+                    "request-log append failed", extra={"fields": {"request_id": request_id}}
+                )
+                err = DependencyError(
+                    f"the request log could not record this request ({exc}); retry"
+                )
+                resp, error_type = error_response(err, request_id), err.code
         resp.headers.append((b"x-request-id", (sent_id or request_id).encode()))
         stores = state.stores
         if stores is not None and (degraded := stores.degraded()):
@@ -231,7 +244,7 @@ class InferenceService:
         )  # fmt: skip
         return None if resp.status == 499 else resp
 
-    async def _log_row(
+    def _append_row(
         self,
         endpoint: str,
         request_id: str,
@@ -242,33 +255,27 @@ class InferenceService:
         resp: RawResponse,
         error_type: str | None,
         out: _Outcome,
-    ) -> tuple[RawResponse, str | None]:
-        """Append the request-log row before the response goes out; refuse if it cannot."""
-        stores = self.state.stores
-        if stores is None:
-            return resp, error_type
-        s, sink = self.settings, stores.request_log
+    ) -> asyncio.Future[None] | None:
+        """Hand the request-log row to the sink: the future of this loop tick's write (to await
+        before responding) when the sink writes per tick, else ``None`` (written already).
+        Raises what the sink raises (``OverloadedError`` when its disk budget is spent).
+        Not a coroutine: the caller awaits the tick's future itself (one frame fewer per hit)."""
+        assert self.state.stores is not None
+        s, sink = self.settings, self.state.stores.request_log
         # RequestLogRecord's fields, in order (positional: keywords cost ~3x to match).
         row = (
             request_id, arrived, s.worker_id, s.release, out.model_version, endpoint, resp.status,
             latency * 1000, out.input_hash, out.input_length, out.input_text, out.prediction,
             out.confidence, out.cache == "hit", out.idempotency_hit, client, error_type, sent_id,
         )  # fmt: skip
-        try:
-            # One write per loop tick for every request of the tick, when the sink can; the
-            # line encoded from the fields, with no RequestLogRecord built in between.
-            in_tick = getattr(sink, "append_line_in_tick", None)
-            if in_tick is not None:
-                await in_tick(encode_row(*row))
-            else:
-                sink.append(RequestLogRecord(*row))
-        except OverloadedError as exc:
-            return error_response(exc, request_id), exc.code
-        except Exception as exc:  # never send a 2xx whose row was not handed off
-            log.exception("request-log append failed", extra={"fields": {"request_id": request_id}})
-            err = DependencyError(f"the request log could not record this request ({exc}); retry")
-            return error_response(err, request_id), err.code
-        return resp, error_type
+        # One write per loop tick for every request of the tick, when the sink can; the line
+        # encoded from the fields, with no RequestLogRecord built in between.
+        in_tick = getattr(sink, "append_line_in_tick", None)
+        if in_tick is not None:
+            tick: asyncio.Future[None] = in_tick(encode_row(*row))
+            return tick
+        sink.append(RequestLogRecord(*row))
+        return None
 
     # --- the one path: read → validate → idempotency → inference → response --------------------
     async def _serve(
