@@ -19,7 +19,7 @@ PACKAGE = Path(falcon_platform.__file__).parent
 # own layer (siblings stay independent) or above. ``testing`` may import anything; nothing
 # outside it imports it.
 LAYERS: list[set[str]] = [
-    {"errors", "clock", "files", "__init__"},
+    {"errors", "clock", "files", "malloc", "__init__"},
     {"config"},
     {"chaos", "model", "stores", "client"},
     {"events"},

@@ -14,11 +14,13 @@ from fastapi import FastAPI
 
 from falcon_platform.chaos.faults import build_injector
 from falcon_platform.config.settings import load_settings
+from falcon_platform.malloc import fix_mmap_threshold
 from falcon_platform.observability.logging import configure_logging
 from falcon_platform.serving.app import create_app
 
 
 def create_app_from_env() -> FastAPI:
+    fix_mmap_threshold()  # as `falcon worker` does: freed big blocks go back to the kernel
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     # No --allow-faults here: FALCON_FAULTS under the prod profile is refused (ConfigError).

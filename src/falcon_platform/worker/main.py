@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from falcon_platform.config.settings import Settings
+from falcon_platform.malloc import fix_mmap_threshold
 from falcon_platform.worker.connections import connection_limits
 from falcon_platform.worker.notify import (
     BOOT_FAILURE_EXIT,
@@ -119,6 +120,7 @@ def worker_main(
     the supervisor, exit 78, so the supervisor backs off instead of retrying in a tight loop.
     """
     os.umask(0o077)  # the spool, sockets and SQLite files it creates are its user's alone
+    fix_mmap_threshold()  # freed big blocks go back to the kernel (malloc.py)
     notifier = Notifier.from_env()
     die_with_supervisor()
     model = None
