@@ -101,7 +101,14 @@ class SQLiteDB:
     connect = begin  # a read is a transaction too (SQLite's own locking decides)
 
     def dispose(self) -> None:
-        with self._lock:
+        """Close the connection; never waits: a transaction still running in another thread (a
+        shipper past its stop deadline) keeps it, and it closes with the process, as
+        SQLAlchemy's ``dispose`` leaves a checked-out connection alone."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        finally:
+            self._lock.release()
