@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from v2_cost import body, text  # the sibling script: the same texts as wrk_infer.lua
+from v2_cost import asgi_call, body, text  # the sibling script: wrk_infer.lua's texts
 
 REPEATED = "great screen but the battery died"
 
@@ -55,20 +55,7 @@ async def client(
     loop = asyncio.get_running_loop()
     for i in range(n):
         raw = body(kind, REPEATED if mode == "repeated" else text(i, tid, run))
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.sleep(3600)
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}  # noqa: B023
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
-
-        await loop.create_task(app(scope_for(path, raw, tid), receive, send))
+        await loop.create_task(asgi_call(app, scope_for(path, raw, tid), raw, statuses))
 
 
 async def one_round(app: Any, args: argparse.Namespace, run: str) -> tuple[float, float]:

@@ -22,6 +22,7 @@ import pstats
 import statistics
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,28 @@ def body(kind: str, t: str) -> bytes:
     return b'{"text":"' + t.encode() + b'"}'
 
 
+def asgi_call(
+    app: Any, scope: dict[str, Any], raw: bytes, statuses: list[int]
+) -> Coroutine[Any, Any, None]:
+    """One request to ``app`` as uvicorn makes it: the whole body in one message, then the
+    status of the answer appended to ``statuses``; the caller awaits it (or runs it as a task)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    result: Coroutine[Any, Any, None] = app(scope, receive, send)
+    return result
+
+
 async def client(app: Any, kind: str, tid: int, run: str, n: int, statuses: list[int]) -> None:
     path = "/infer" if kind == "infer" else "/v2/models/sentiment/infer"
     for i in range(n):
@@ -59,20 +82,7 @@ async def client(app: Any, kind: str, tid: int, run: str, n: int, statuses: list
             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
                         (b"content-length", str(len(raw)).encode())],
         }  # fmt: skip
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.sleep(3600)
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}  # noqa: B023
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
-
-        await app(scope, receive, send)
+        await asgi_call(app, scope, raw, statuses)
 
 
 async def one_round(app: Any, kind: str, run: str, per_client: int, clients: int) -> float:
