@@ -8,7 +8,8 @@
 
 Each variant is ``name:VAR=value,VAR=value`` (``name:`` for no change). Two builds: point one
 variant's ``PYTHONPATH`` at another checkout's ``src`` (``git archive <commit> src | tar -x``);
-``--server worker`` runs ``python -m falcon_platform.worker`` instead of the uvicorn CLI;
+each variant runs as deployed, ``python -m falcon_platform.worker`` (``--server uvicorn``: the
+stock uvicorn CLI instead; ``--server worker,uvicorn``: both, alternating in every round);
 ``--stores redis`` (or ``redis+postgres``) starts a private redis-server and PostgreSQL on core 1
 and points every variant at them, and adds Redis commands and round trips per request. Every round starts each
 variant's server afresh (same pinning and load as ``bench/run.py``: server on core 0, wrk on
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import httpx
 from run import (  # the sibling script
-    UVICORN,
+    falcon_command,
     free_port,
     measure,
     metric_total,
@@ -63,10 +64,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--server",
-        choices=["uvicorn", "worker"],
-        default="uvicorn",
-        help="uvicorn CLI with the ASGI factory, or `python -m falcon_platform.worker` (as "
-        "deployed: Falcon's connection layer included)",
+        default="worker",
+        help="uvicorn (the CLI with the ASGI factory), worker (`python -m "
+        "falcon_platform.worker`, as deployed: Falcon's connection layer included), or both "
+        "comma-separated: every round measures each variant under each, order alternating; "
+        "reported as 'name server'",
     )
     parser.add_argument(
         "--stores",
@@ -100,25 +102,27 @@ def run_rounds(
     model: Path,
     stores: dict[str, str],
 ) -> dict[str, list[dict[str, float]]]:
-    factory = "falcon_platform.serving.asgi:create_app_from_env"
     kinds = args.kinds.split(",")
+    servers = args.server.split(",")
+    if not set(servers) <= {"uvicorn", "worker"}:
+        raise SystemExit(f"--server: uvicorn, worker or both, not {args.server!r}")
     runs: dict[str, list[dict[str, float]]] = {}
     for round_ in range(args.rounds):
         order = kinds if round_ % 2 == 0 else kinds[::-1]
-        for (name, extra), kind in ((v, k) for v in variants.items() for k in order):
-            label = name if len(kinds) == 1 else f"{name} {kind}"
+        server_order = servers if round_ % 2 == 0 else servers[::-1]
+        plan = ((v, k, s) for v in variants.items() for s in server_order for k in order)
+        for (name, extra), kind, server in plan:
+            label = " ".join([name, *([kind] if len(kinds) > 1 else []),
+                              *([server] if len(servers) > 1 else [])])  # fmt: skip
             path = "/infer" if kind == "infer" else "/v2/models/sentiment/infer"
-            run_home = home / f"{name}-{kind}-{round_}"
+            run_home = home / f"{name}-{kind}-{server}-{round_}"
             run_home.mkdir()
             env = {**os.environ, "FALCON_HOME": str(run_home), "FALCON_MODEL_PATH": str(model),
                    **stores, **extra}  # fmt: skip
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            cmd = [*UVICORN, "--port", str(port), "--factory", factory]
-            if args.server == "worker":
-                cmd = [sys.executable, "-m", "falcon_platform.worker", "--host", "127.0.0.1",
-                       "--port", str(port)]  # fmt: skip
-            proc = start(cmd, env, run_home / "falcon.log", f"{base}/readyz")
+            proc = start(falcon_command(server, port), env, run_home / "falcon.log",
+                         f"{base}/readyz")  # fmt: skip
             try:
                 [r] = measure(label, proc.pid, f"{base}{path}", [(kind, args.mode)], args,
                               f"{base}/metrics", redis_url=env.get("FALCON_REDIS_URL"))  # fmt: skip

@@ -10,8 +10,11 @@
 The server is pinned to core 0 (``taskset -c 0``), wrk to core 1; 64 connections;
 for each target: a short warm-up, then ``--duration`` seconds with (a) a unique
 text per request and (b) one repeated text (a cache hit after the first). The
-ceiling is ``bench/bare_asgi.py`` (reads the body, returns a constant). Falcon runs
-as deployed by default: request log (segments → SQLite shipper), metrics and JSON
+ceiling is ``bench/bare_asgi.py`` (reads the body, returns a constant) under the stock
+uvicorn CLI. Falcon runs as deployed by default: the worker entry (``python -m
+falcon_platform.worker``, as `falcon up` and the Kubernetes pod run it, with Falcon's
+connection layer; ``--server uvicorn``: the stock uvicorn CLI, as runs before 2026-11-30
+evening measured), request log (segments → SQLite shipper), metrics and JSON
 access logs at INFO all on. Each server's RSS is sampled every 100 ms and its PSS
 (``/proc/<pid>/smaps_rollup``) every 500 ms: at rest (before any load) and the peak.
 
@@ -231,6 +234,22 @@ def measure(
     return results
 
 
+SERVERS = ("worker", "uvicorn")
+
+
+def falcon_command(server: str, port: int) -> list[str]:
+    """Falcon on 127.0.0.1:``port``: ``worker`` as deployed (``python -m falcon_platform.worker``,
+    what `falcon up` and the Kubernetes pod run: Falcon's connection layer on uvicorn's
+    httptools protocol), or ``uvicorn``: the stock uvicorn CLI with the app factory."""
+    if server == "worker":
+        return [sys.executable, "-m", "falcon_platform.worker", "--host", "127.0.0.1",
+                "--port", str(port)]  # fmt: skip
+    if server == "uvicorn":
+        factory = "falcon_platform.serving.asgi:create_app_from_env"
+        return [*UVICORN, "--port", str(port), "--factory", factory]
+    raise ValueError(f"server: one of {SERVERS}, not {server!r}")
+
+
 def measure_falcon(
     name: str,
     env: dict[str, str],
@@ -238,14 +257,13 @@ def measure_falcon(
     scenarios: list[tuple[str, str, str]],
     args: argparse.Namespace,
     keys: bool = False,
+    server: str = "worker",
 ) -> tuple[list[Result], str]:
-    redis_url = env.get("FALCON_REDIS_URL")
-    """Start Falcon (uvicorn + the app factory, as the earlier runs), measure each
+    """Start Falcon (``server``: see :func:`falcon_command`), measure each
     (path, wrk kind, mode), return the results and its final /metrics text."""
+    redis_url = env.get("FALCON_REDIS_URL")
     port = free_port()
-    factory = "falcon_platform.serving.asgi:create_app_from_env"
-    proc = start([*UVICORN, "--port", str(port), "--factory", factory], env, log,
-                 f"http://127.0.0.1:{port}/readyz")  # fmt: skip
+    proc = start(falcon_command(server, port), env, log, f"http://127.0.0.1:{port}/readyz")
     base = f"http://127.0.0.1:{port}"
     results: list[Result] = []
     try:
@@ -348,6 +366,13 @@ def main() -> None:
         help="with --stores: every request carries a new Idempotency-Key",
     )
     parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="worker",
+        help="Falcon's entry: worker (as deployed, default) or the stock uvicorn CLI; the "
+        "ceiling always runs under the stock uvicorn CLI",
+    )
+    parser.add_argument(
         "--supervisor",
         type=int,
         default=0,
@@ -408,6 +433,7 @@ def main() -> None:
                     [("/infer", "infer", "unique")],
                     args,
                     keys=args.idempotency_keys,
+                    server=args.server,
                 )
                 results += got
                 lost += [f"{name}: {line}" for line in metrics.splitlines()
@@ -418,7 +444,7 @@ def main() -> None:
             "falcon /infer", env, home / "falcon.log",
             [("/infer", "infer", "unique"), ("/infer", "infer", "repeated"),
              ("/v2/models/sentiment/infer", "v2", "unique"),
-             ("/v2/models/sentiment/infer", "v2", "repeated")], args,
+             ("/v2/models/sentiment/infer", "v2", "repeated")], args, server=args.server,
         )  # fmt: skip
         results += got
         lost += [line for line in metrics.splitlines()
@@ -427,7 +453,8 @@ def main() -> None:
             print("falcon, predict_proba in a thread ...", file=sys.stderr)
             got, _ = measure_falcon("falcon /infer thr", {**env, "FALCON_BATCH_EXECUTOR": "thread"},
                                     home / "falcon-thread.log",
-                                    [("/infer", "infer", "unique")], args)  # fmt: skip
+                                    [("/infer", "infer", "unique")], args,
+                                    server=args.server)  # fmt: skip
             results += got
     if args.supervisor:
         print(f"falcon up --workers {args.supervisor} ...", file=sys.stderr)
