@@ -17,9 +17,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from falcon_platform.config.settings import Settings
-from falcon_platform.errors import SchemaBehindError
+from falcon_platform.errors import DependencyError, SchemaBehindError
 from falcon_platform.stores import database
 from falcon_platform.stores.factory import build_stores
+from falcon_platform.stores.pg_db import PgDB
 from falcon_platform.stores.request_log import ship_orphans
 from falcon_platform.stores.schema import metadata, request_log
 from falcon_platform.testing.servers import PostgresServer, running_postgres
@@ -186,15 +187,20 @@ async def test_close_with_postgres_down_returns_within_the_grace_and_keeps_rows_
     engine.dispose()
 
 
+@pytest.mark.parametrize("through", ["sqlalchemy", "psycopg"])
 def test_postgres_unpacking_the_json_stores_what_the_per_row_path_stores(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, through: str
 ) -> None:
+    """Through an engine (the supervisor's) and through psycopg alone (a serving worker's
+    ``PgDB``): the same rows, and a refused line classified the same way."""
     from falcon_platform.stores.segments import encode_record
     from falcon_platform.stores.shipper import ship_bulk, ship_rows, ship_segment, split_segment
 
     settings = settings_for(tmp_path, pg_url)
     database.upgrade(settings)
-    engine = database.make_engine(settings, pool_size=1)
+    engine = database.make_engine(settings, pool_size=1)  # reads
+    target = engine if through == "sqlalchemy" else database.shipping_database(settings)
+    assert isinstance(target, PgDB) == (through == "psycopg")
     data = b"".join(encode_record(r) for r in varied_records())
     lines, _ = split_segment(data)
 
@@ -203,11 +209,11 @@ def test_postgres_unpacking_the_json_stores_what_the_per_row_path_stores(
             query = select(request_log).order_by(request_log.c.request_id)
             return [tuple(row) for row in conn.execute(query)]
 
-    assert ship_bulk(engine, lines, batch=4)
+    assert ship_bulk(target, lines, batch=4)
     bulk = stored()
     with engine.begin() as conn:
         conn.execute(request_log.delete())
-    assert ship_rows(engine, data, batch=4).corrupt == 0
+    assert ship_rows(target, data, batch=4).corrupt == 0
     assert stored() == bulk
     assert len(bulk) == len(varied_records())
     # A line PostgreSQL refuses (not JSON, no request_id) rolls the bulk insert back; the
@@ -217,8 +223,77 @@ def test_postgres_unpacking_the_json_stores_what_the_per_row_path_stores(
             conn.execute(request_log.delete())
         segment = tmp_path / "00000000000000000001-1-000001.seg"
         segment.write_bytes(data + bad + b"\n" + encode_record(sample_record(99)))
-        result = ship_segment(engine, segment, batch=100)
+        result = ship_segment(target, segment, batch=100)
         assert result is not None
         assert (result.rows, result.corrupt) == (len(varied_records()) + 1, 1)
         assert rows(engine) == (len(varied_records()) + 1,) * 2
+    target.dispose()
     engine.dispose()
+
+
+def test_a_serving_worker_ships_and_checks_the_schema_through_psycopg_alone(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """No SQLAlchemy in the process that ships: the stores' start (schema check), shipping,
+    status and close, in a fresh interpreter against the migrated database."""
+    settings = settings_for(tmp_path, pg_url)
+    database.upgrade(settings)
+    code = (
+        "import asyncio, sys\n"
+        "from falcon_platform.config.settings import Settings\n"
+        "from falcon_platform.stores.factory import build_stores\n"
+        "from falcon_platform.testing.stores import sample_record\n"
+        "async def main():\n"
+        "    stores = build_stores(Settings())\n"
+        "    await stores.start()\n"
+        "    for i in range(50):\n"
+        "        stores.request_log.append(sample_record(i))\n"
+        "    status = stores.status()['request_log']\n"
+        "    await stores.close()\n"
+        "    print(status['backend'], stores.stats().rows_written, stores.stats().rows_pending)\n"
+        "asyncio.run(main())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic'}))\n"
+    )
+    env = {**os.environ, "FALCON_HOME": str(tmp_path), "FALCON_DATABASE_URL": pg_url}
+    env.pop("FALCON_REDIS_URL", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.splitlines()  # fmt: skip
+    assert out == ["postgresql 50 0", "[]"], out
+    engine = database.make_engine(settings, pool_size=1)
+    assert rows(engine) == (50, 50)
+    engine.dispose()
+
+
+def test_the_schema_check_through_psycopg_reads_what_alembic_reads(
+    tmp_path: Path, pg_url: str, postgres: PostgresServer
+) -> None:
+    settings = settings_for(tmp_path, pg_url, database_timeout_s=1)
+    assert database.schema_state(settings).current is None  # no version table yet
+    database.upgrade(settings)
+    engine = database.make_engine(settings, pool_size=1)
+    with engine.connect() as conn:
+        assert database.schema_state(settings).current == database.current_revision(conn)
+    engine.dispose()
+    postgres.stop()
+    try:
+        with pytest.raises(DependencyError) as info:
+            database.schema_state(settings)
+    finally:
+        postgres.start()
+    assert info.value.detail.startswith("cannot reach the database at postgresql+psycopg://")
+    assert "FALCON_DATABASE_URL" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://falcon:s3cret@db.internal:5432/falcon",
+        "postgresql+psycopg://falcon@db.internal/falcon?sslmode=require",
+        "postgresql+psycopg://u:p%40ss@127.0.0.1:6543/d",
+        "postgresql+psycopg://db.internal/falcon",
+    ],
+)
+def test_the_url_is_redacted_as_sqlalchemy_renders_it(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    assert database.redacted(url) == make_url(url).render_as_string(hide_password=True)

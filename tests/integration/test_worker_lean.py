@@ -44,13 +44,16 @@ def _kib(pid: int, field: str, source: str = "status") -> int:
 
 
 def _run_worker(
-    tmp_path: Path, model: Path, requests: int = 200
+    tmp_path: Path, model: Path, requests: int = 200, database_url: str | None = None
 ) -> tuple[set[str], list[str], int, int]:
     """Start a worker, send it work, stop it; (top-level modules imported, mapped files that
     look like scikit-learn or SciPy, RSS KiB and PSS KiB after the requests)."""
     port, dump = free_port(), tmp_path / "modules.json"
     env = {**os.environ, "FALCON_HOME": str(tmp_path / "home"), "FALCON_MODEL_PATH": str(model),
            "FALCON_LOG_LEVEL": "WARNING", "DUMP": str(dump)}  # fmt: skip
+    env.pop("FALCON_DATABASE_URL", None)
+    if database_url is not None:
+        env["FALCON_DATABASE_URL"] = database_url
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", WRAPPER, "--host", "127.0.0.1", "--port", str(port)],
@@ -99,6 +102,28 @@ def test_a_serving_worker_imports_no_scikit_learn_scipy_or_skops(
     # scikit-learn + SciPy alone cost ~120 MB; the issue's ceiling is 150 MB RSS per worker
     assert rss_kib < 150 * 1024, rss_kib
     assert pss_kib <= rss_kib
+
+
+def test_a_worker_shipping_to_postgresql_imports_no_sqlalchemy_or_alembic(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """FALCON_DATABASE_URL=postgresql://: the schema check and the request-log shipper talk
+    to PostgreSQL through psycopg alone (SQLAlchemy: ~10 MB a process keeps once imported)."""
+    from falcon_platform.config.settings import Settings
+    from falcon_platform.stores import database
+    from falcon_platform.testing.servers import running_postgres
+
+    with running_postgres() as server:
+        settings = Settings(home=tmp_path / "home", database_url=server.url)  # type: ignore[arg-type]
+        database.upgrade(settings)  # what `falcon db upgrade` does before workers start
+        modules, _, _, _ = _run_worker(tmp_path, model_path, requests=50, database_url=server.url)
+        engine = database.make_engine(settings, pool_size=1)
+        with engine.connect() as conn:
+            shipped = conn.exec_driver_sql("SELECT count(*) FROM request_log").scalar_one()
+        engine.dispose()
+    assert "psycopg" in modules
+    assert not {"alembic", "mako", "pygments", "sqlalchemy"} & modules, sorted(modules)
+    assert shipped == 52  # every answered request's row: 50 /infer, one batch, one v2
 
 
 def test_a_model_without_a_lean_export_still_serves_through_scikit_learn(tmp_path: Path) -> None:

@@ -31,12 +31,15 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import Connection, Engine
 
+    from falcon_platform.stores.pg_db import PgConnection, PgDB
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_COMMAND = "falcon db upgrade"
 #: The newest revision in ``stores/migrations`` (a test checks it against Alembic's own head):
 #: a worker compares the database with it without importing Alembic.
 HEAD_REVISION = "0005"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
+PSYCOPG_PREFIX = "postgresql+psycopg://"  # what normalize_url gives PostgreSQL
 MIGRATE_TIMEOUT_S = 120.0  # a child migrating the local SQLite (it may wait on another's lock)
 
 
@@ -67,10 +70,15 @@ def normalize_url(url: str) -> str:
 def redacted(url: str) -> str:
     """The URL without its password, for logs, status and errors."""
     if url.startswith("sqlite"):
-        return url  # a file path: no password to hide, and no SQLAlchemy to import for it
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+        return url  # a file path: no password to hide
+    # By hand, as SQLAlchemy's make_url(url).render_as_string(hide_password=True) renders a
+    # password (a test compares them): a serving worker names its database without SQLAlchemy.
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hostport}{slash}{tail}"
 
 
 def is_embedded(settings: Settings) -> bool:
@@ -170,6 +178,14 @@ def current_revision(conn: Connection) -> str | None:
     return str(rows[0]) if len(rows) == 1 else None
 
 
+def pg_revision(conn: PgConnection) -> str | None:
+    """``current_revision`` through psycopg (the version table as the search path finds it)."""
+    if not conn.rows(f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL")[0][0]:
+        return None
+    rows = conn.rows(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 (a constant)
+    return str(rows[0][0]) if len(rows) == 1 else None
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaState:
     url: str  # password hidden
@@ -190,24 +206,54 @@ class SchemaState:
 
 
 def schema_state(settings: Settings, url: str | None = None) -> SchemaState:
-    """Read the database's Alembic revision (``DependencyError`` if it cannot be reached)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+    """Read the database's Alembic revision (``DependencyError`` if it cannot be reached).
+    PostgreSQL through psycopg alone (what a serving worker checks at start, without
+    SQLAlchemy); any other URL through an engine."""
     url = url or database_url(settings)
-    engine = make_engine(settings, url, pool_size=1)
+    read = _pg_revision if url.startswith(PSYCOPG_PREFIX) else _engine_revision
     try:
-        with engine.connect() as conn:
-            current = current_revision(conn)
-    except SQLAlchemyError as exc:
+        current = read(settings, url)
+    except _Unreachable as exc:
         source = settings.sources.get("database_url", "default")
         raise DependencyError(
             f"cannot reach the database at {redacted(url)} (FALCON_DATABASE_URL, from {source}): "
-            f"{root_cause(exc)}; start it or correct FALCON_DATABASE_URL, then check with "
-            "`falcon db current`"
-        ) from exc
+            f"{root_cause(exc.__cause__ or exc)}; start it or correct FALCON_DATABASE_URL, then "
+            "check with `falcon db current`"
+        ) from exc.__cause__
+    return SchemaState(redacted(url), current, HEAD_REVISION)
+
+
+class _Unreachable(Exception):
+    """The database cannot be read (the driver's or SQLAlchemy's error is its cause)."""
+
+
+def _pg_revision(settings: Settings, url: str) -> str | None:
+    import psycopg
+
+    from falcon_platform.stores.pg_db import PgDB
+
+    db = PgDB(url, timeout_s=settings.database_timeout_s,
+              application_name=f"falcon-{settings.worker_id}")  # fmt: skip
+    try:
+        with db.connect() as conn:
+            return pg_revision(conn)
+    except psycopg.Error as exc:
+        raise _Unreachable from exc
+    finally:
+        db.dispose()
+
+
+def _engine_revision(settings: Settings, url: str) -> str | None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = make_engine(settings, url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn)
+    except SQLAlchemyError as exc:
+        raise _Unreachable from exc
     finally:
         engine.dispose()
-    return SchemaState(redacted(url), current, HEAD_REVISION)
 
 
 def local_schema_state(settings: Settings) -> SchemaState:
@@ -235,17 +281,31 @@ def local_schema_state(settings: Settings) -> SchemaState:
 
 
 def shipping_database(
-    settings: Settings, *, pool_size: int | None = None, sqlite_cache_kib: int | None = None
-) -> Engine | SQLiteDB:
-    """Where the request log ships: the embedded SQLite through sqlite3 (``SQLiteDB``: no
-    SQLAlchemy in a serving worker), or an engine for FALCON_DATABASE_URL."""
-    if is_embedded(settings):
+    settings: Settings,
+    url: str | None = None,
+    *,
+    pool_size: int | None = None,
+    sqlite_cache_kib: int | None = None,
+) -> Engine | SQLiteDB | PgDB:
+    """Where the request log ships: the embedded SQLite through sqlite3 (``SQLiteDB``) or
+    PostgreSQL through psycopg (``PgDB``, one connection: the shipper is one thread), so a
+    serving worker imports no SQLAlchemy; an engine for any other FALCON_DATABASE_URL."""
+    if url is None and is_embedded(settings):
         return SQLiteDB(
             local_sqlite_path(settings),
             timeout_s=settings.database_timeout_s,
             cache_kib=sqlite_cache_kib,
         )
-    return make_engine(settings, pool_size=pool_size)
+    url = url or database_url(settings)
+    if url.startswith(PSYCOPG_PREFIX):
+        from falcon_platform.stores.pg_db import PgDB
+
+        return PgDB(
+            url,
+            timeout_s=settings.database_timeout_s,
+            application_name=f"falcon-{settings.worker_id}",
+        )
+    return make_engine(settings, url, pool_size=pool_size)
 
 
 def root_cause(exc: BaseException) -> str:

@@ -51,11 +51,12 @@ from falcon_platform.stores.segments import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from falcon_platform.stores.pg_db import PgDB
     from falcon_platform.stores.sqlite_db import SQLiteDB
 
-    # Where rows go: an SQLAlchemy engine (PostgreSQL; the supervisor's SQLite) or, in a
-    # serving worker, the embedded SQLite through sqlite3 (no SQLAlchemy imported).
-    Database = Engine | SQLiteDB
+    # Where rows go: an SQLAlchemy engine (the supervisor's SQLite, tests) or, in a serving
+    # worker, the embedded SQLite through sqlite3 or PostgreSQL through psycopg (no SQLAlchemy).
+    Database = Engine | SQLiteDB | PgDB
 
 logger = logging.getLogger("falcon.stores.shipper")
 
@@ -71,8 +72,8 @@ _BOOLEANS = ("cache_hit", "idempotency_hit")
 
 def database_errors(engine: Database) -> tuple[type[Exception], ...]:
     """What a failing database raises through ``engine``: ``sqlite3.Error`` for an
-    ``SQLiteDB``, ``SQLAlchemyError`` for an engine (imported only then: a serving worker
-    on the embedded SQLite never imports SQLAlchemy)."""
+    ``SQLiteDB``, ``psycopg.Error`` for a ``PgDB``, ``SQLAlchemyError`` for an engine
+    (imported only then: a serving worker never imports SQLAlchemy)."""
     errors: tuple[type[Exception], ...] | None = getattr(engine, "errors", None)
     if errors is not None:
         return errors
@@ -112,6 +113,8 @@ _SQLITE_INSERT = (
     f"INSERT INTO request_log ({', '.join(_COLUMN_NAMES)}) "  # noqa: S608 (schema's names)
     f"VALUES ({', '.join('?' * len(_COLUMN_NAMES))}) ON CONFLICT (request_id) DO NOTHING"
 )
+# psycopg's paramstyle (format), written out: the same statement for PostgreSQL.
+_POSTGRESQL_INSERT = _SQLITE_INSERT.replace("?", "%s")
 
 
 def _driver_insert(engine: Database) -> tuple[str, tuple[str, ...] | None]:
@@ -123,6 +126,10 @@ def _driver_insert(engine: Database) -> tuple[str, tuple[str, ...] | None]:
 
     if isinstance(engine, SQLiteDB):  # sqlite3: qmark
         return _SQLITE_INSERT, _COLUMN_NAMES
+    from falcon_platform.stores.pg_db import PgDB  # after: an SQLite worker needs no psycopg
+
+    if isinstance(engine, PgDB):  # psycopg: format
+        return _POSTGRESQL_INSERT, _COLUMN_NAMES
     key = (engine.dialect.name, engine.dialect.paramstyle)
     if key not in _DRIVER_INSERTS:  # keyed by dialect, not engine: tests make many engines
         compiled = insert_ignoring_duplicates(engine).compile(dialect=engine.dialect)
@@ -208,11 +215,12 @@ def json_arrays(lines: list[bytes], batch: int) -> list[str]:
 def _refused_rows(exc: Exception) -> bool:
     """The database refused the rows themselves (a line that is not a JSON object holding the
     NOT NULL columns), not the connection or a lock: the per-row path sorts them out. By the
-    DBAPI's class names, which SQLAlchemy's wrappers share (sqlite3's, psycopg's or both)."""
-    kind = type(exc).__name__
-    if kind in ("DataError", "IntegrityError"):
+    DBAPI's class names, which SQLAlchemy's wrappers share (sqlite3's, psycopg's or both);
+    psycopg raises their subclasses (``InvalidTextRepresentation`` is a ``DataError``)."""
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    if kinds & {"DataError", "IntegrityError"}:
         return True
-    return kind == "OperationalError" and "malformed JSON" in str(getattr(exc, "orig", exc))
+    return "OperationalError" in kinds and "malformed JSON" in str(getattr(exc, "orig", exc))
 
 
 def ship_bulk(engine: Database, lines: list[bytes], *, batch: int) -> bool:
