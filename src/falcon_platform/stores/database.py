@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from falcon_platform.config.settings import Settings
 from falcon_platform.errors import DependencyError, SchemaBehindError
-from falcon_platform.stores.sqlite_db import SQLiteDB
+from falcon_platform.stores.sqlite_db import SQLiteDB, apply_pragmas
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -105,19 +105,16 @@ def make_engine(
     timeout_s = settings.database_timeout_s
     if url.startswith("sqlite"):
         return sqlite_engine(url, timeout_s, pool_size=pool_size or 2, cache_kib=sqlite_cache_kib)
-    timeout_ms = int(timeout_s * 1000)
+    from falcon_platform.stores.pg_db import RECYCLE_S, connect_args  # PostgreSQL only: psycopg
+
     return create_engine(
         url,
         pool_size=pool_size or settings.database_pool_size,
         max_overflow=0,
         pool_timeout=timeout_s,
         pool_pre_ping=True,
-        pool_recycle=300,
-        connect_args={
-            "connect_timeout": max(1, int(timeout_s)),
-            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
-            "application_name": f"falcon-{settings.worker_id}",
-        },
+        pool_recycle=RECYCLE_S,
+        connect_args=connect_args(timeout_s, f"falcon-{settings.worker_id}"),
     )
 
 
@@ -138,13 +135,7 @@ def sqlite_engine(
 
 def _sqlite_pragmas(timeout_s: float, cache_kib: int | None = None) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of us
-        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        if cache_kib is not None:
-            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
-        cursor.close()
+        apply_pragmas(dbapi_connection, timeout_s, cache_kib)
 
     return on_connect
 

@@ -30,6 +30,19 @@ class _Dialect:
     name: str = "sqlite"
 
 
+def apply_pragmas(conn: Any, timeout_s: float, cache_kib: int | None = None) -> None:
+    """Falcon's settings on a new SQLite DBAPI connection (here, and SQLAlchemy's engines)."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across our crashes
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        if cache_kib is not None:
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
+    finally:
+        cursor.close()
+
+
 class SQLiteConnection:
     """One transaction's connection (what ``SQLiteDB.begin()`` yields)."""
 
@@ -70,13 +83,7 @@ class SQLiteDB:
                 self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-                conn.execute(
-                    "PRAGMA synchronous=NORMAL"
-                )  # WAL + NORMAL: durable across our crashes
-                conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-                if self.cache_kib is not None:
-                    conn.execute(f"PRAGMA cache_size=-{int(self.cache_kib)}")  # negative: KiB
+                apply_pragmas(conn, self.timeout_s, self.cache_kib)
             except sqlite3.Error:
                 conn.close()
                 raise
